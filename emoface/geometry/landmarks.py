@@ -1,0 +1,91 @@
+"""The iBUG-68 landmark layout, index groups and the canonical 3D mean face.
+
+Coordinates of the canonical frame follow :mod:`emoface.geometry.rotations` (x right, y down,
+z away from the camera). The mean face is centred on its centroid and scaled so that the
+outer eye corners (36, 45) are 1.0 apart; "normalized landmarks" everywhere in emoface are
+landmarks brought into this frame by a similarity transform (see :mod:`.alignment`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+NUM_LANDMARKS = 68
+
+JAW = tuple(range(0, 17))
+RIGHT_BROW = tuple(range(17, 22))  # the subject's right: image left
+LEFT_BROW = tuple(range(22, 27))
+NOSE = tuple(range(27, 36))
+RIGHT_EYE = tuple(range(36, 42))
+LEFT_EYE = tuple(range(42, 48))
+MOUTH_OUTER = tuple(range(48, 60))
+MOUTH_INNER = tuple(range(60, 68))
+MOUTH = MOUTH_OUTER + MOUTH_INNER
+FACE_WITHOUT_MOUTH = tuple(i for i in range(NUM_LANDMARKS) if i not in MOUTH)
+EYES = (RIGHT_EYE, LEFT_EYE)
+"""Per-eye landmark groups; eye index 0 is the subject's right eye (36-41), 1 the left (42-47)."""
+
+# Points that move little with expression: used to estimate head pose robustly.
+RIGID = tuple(range(27, 36)) + (36, 39, 42, 45) + (0, 1, 15, 16)
+
+
+def _build_mean_face() -> np.ndarray:
+    """Hand-built, anatomically plausible iBUG-68 mean face ``(68, 3)`` (x right, y down, z back)."""
+    pts = np.zeros((NUM_LANDMARKS, 3), dtype=np.float64)
+    # Jaw: half an ellipse from the right temple (image left) under the chin to the left temple.
+    phi = np.linspace(math.pi + 0.08, -0.08, 17)
+    pts[0:17, 0] = 0.74 * np.cos(phi)
+    pts[0:17, 1] = -0.18 + 1.08 * np.sin(phi)
+    pts[0:17, 2] = 0.10 + 0.45 * np.abs(np.cos(phi))
+    # Brows: arches above the eyes.
+    t = np.linspace(0.0, 1.0, 5)
+    pts[17:22, 0] = -0.62 + 0.50 * t
+    pts[17:22, 1] = -0.40 - 0.09 * np.sin(math.pi * (0.3 + 0.7 * t))
+    pts[17:22, 2] = 0.02 - 0.06 * t
+    pts[22:27] = pts[17:22][::-1] * np.array([-1.0, 1.0, 1.0])
+    # Nose bridge (27-30) and base (31-35); the tip is nearest to the camera (smallest z).
+    pts[27:31] = np.stack([np.zeros(4), np.linspace(-0.28, 0.12, 4), np.linspace(-0.06, -0.30, 4)], 1)
+    pts[31:36] = np.stack(
+        [np.linspace(-0.15, 0.15, 5), [0.20, 0.22, 0.23, 0.22, 0.20], [-0.10, -0.15, -0.18, -0.15, -0.10]], 1
+    )
+    # Eyes: outer corner, two upper lid points, inner corner, two lower lid points.
+    right_eye = np.array(
+        [[-0.50, -0.20], [-0.41, -0.255], [-0.29, -0.255], [-0.20, -0.20], [-0.29, -0.155], [-0.41, -0.155]]
+    )
+    pts[36:42, :2] = right_eye
+    pts[36:42, 2] = [0.06, 0.0, 0.0, 0.04, 0.0, 0.0]
+    pts[42:48] = pts[[39, 38, 37, 36, 41, 40]] * np.array([-1.0, 1.0, 1.0])
+    # Mouth outer (48-59) and inner (60-67) contours, closed and neutral.
+    outer = np.array(
+        [[-0.26, 0.50], [-0.17, 0.445], [-0.06, 0.425], [0.0, 0.435], [0.06, 0.425], [0.17, 0.445],
+         [0.26, 0.50], [0.17, 0.565], [0.07, 0.595], [0.0, 0.60], [-0.07, 0.595], [-0.17, 0.565]]
+    )
+    pts[48:60, :2] = outer
+    pts[48:60, 2] = -0.08 + 0.10 * np.abs(outer[:, 0]) / 0.26
+    inner = np.array(
+        [[-0.21, 0.50], [-0.07, 0.49], [0.0, 0.492], [0.07, 0.49], [0.21, 0.50], [0.07, 0.51], [0.0, 0.512],
+         [-0.07, 0.51]]
+    )
+    pts[60:68, :2] = inner
+    pts[60:68, 2] = -0.06 + 0.08 * np.abs(inner[:, 0]) / 0.21
+    pts -= pts.mean(0, keepdims=True)
+    pts /= np.linalg.norm(pts[45] - pts[36])
+    return pts.astype(np.float32)
+
+
+MEAN_FACE_NP: np.ndarray = _build_mean_face()
+"""Canonical mean face ``(68, 3)`` as float32 numpy (read-only use)."""
+
+
+def mean_face(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+    """Canonical mean face as a tensor ``(68, 3)``."""
+    return torch.as_tensor(MEAN_FACE_NP, dtype=dtype, device=device)
+
+
+def eye_centers(landmarks: Tensor) -> Tensor:
+    """Centres of both eye contours, ``(..., 68, D)`` -> ``(..., 2, D)`` (right eye first)."""
+    return torch.stack([landmarks[..., list(eye), :].mean(-2) for eye in EYES], -2)
