@@ -30,6 +30,13 @@ EYES = (RIGHT_EYE, LEFT_EYE)
 """Per-eye landmark groups; eye index 0 is the subject's right eye (36-41), 1 the left (42-47)."""
 
 # Points that move little with expression: used to estimate head pose robustly.
+EYEBALL_RADIUS = 0.13
+"""Eyeball radius in canonical units (about 12 mm against a 90 mm outer-eye-corner distance).
+
+The eyeball centre sits this far behind the centre of the eye contour; a pupil looking along
+the gaze direction ``d`` lies at ``eye_centre + EYEBALL_RADIUS * (d - (0, 0, -1))``.
+"""
+
 RIGID = tuple(range(27, 36)) + (36, 39, 42, 45) + (0, 1, 15, 16)
 
 

@@ -1,0 +1,204 @@
+"""Landmark sequentializer: auto-regressive generation of the three cues, frame by frame.
+
+Choice: a GRU. Step ``n`` sees the previous step's cues (as :func:`~emoface.networks.cues.cue_features`),
+the audio code ``a_n`` and the emotion / identity codes. A GRU keeps one small state per
+sequence, so free-running generation costs O(1) per frame (a causal transformer re-attends over
+the whole prefix, O(n) per frame, and needs a KV cache to match), it trains well on the short
+windows stage 1 uses, and it runs fast on CPU, where the project's tests and benchmark run. The
+same ``nn.GRU`` serves the teacher-forced path (one call over the whole window) and the
+step-by-step path (scheduled sampling, free running), so both share weights exactly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from emoface.geometry.landmarks import NUM_LANDMARKS
+from emoface.geometry.rotations import rotation_6d_to_matrix
+from emoface.networks.cues import CUE_FEATURES, GazeBins, cue_features, identity_6d, xavier_small_
+
+
+class Reference(NamedTuple):
+    """The reference face a sequence is generated from.
+
+    Attributes:
+        normalized_landmarks: ``(B, 68, 3)`` canonical frame.
+        translation: ``(B, 3)`` head translation of the reference (pixels).
+        scale: ``(B,)`` head scale of the reference (pixels per canonical unit).
+    """
+
+    normalized_landmarks: Tensor
+    translation: Tensor
+    scale: Tensor
+
+
+class CueOutput(NamedTuple):
+    """Generated cues of a window.
+
+    Attributes:
+        normalized_landmarks: ``(B, T, 68, 3)`` canonical frame.
+        gaze: ``(B, T, 2, 2)`` per-eye (yaw, pitch) degrees (expected value over the bins).
+        gaze_logits: ``(B, T, 2, 2, bins)``.
+        gaze_offsets: ``(B, T, 2, 2, bins)`` raw within-bin offsets.
+        rotation: ``(B, T, 3, 3)``.
+        rotation_6d: ``(B, T, 6)`` raw 6D output (before Gram-Schmidt).
+        translation: ``(B, T, 3)`` pixels.
+        scale: ``(B, T)``.
+    """
+
+    normalized_landmarks: Tensor
+    gaze: Tensor
+    gaze_logits: Tensor
+    gaze_offsets: Tensor
+    rotation: Tensor
+    rotation_6d: Tensor
+    translation: Tensor
+    scale: Tensor
+
+
+class CueHeads(nn.Module):
+    """Heads mapping a step's hidden vector to the three cues.
+
+    * landmarks: offsets ``(68, 3)`` from the reference's normalized landmarks;
+    * gaze: per eye and angle, ``bins`` logits and ``bins`` within-bin offsets (:class:`GazeBins`);
+    * pose: 6D rotation (around identity), translation relative to the reference (in reference
+      head units) and a log-scale ratio.
+
+    Args:
+        in_dim: hidden size fed to the heads.
+        hidden: width of the heads' hidden layer.
+        gaze_bins: bins per gaze angle.
+        gaze_max_angle: half range of the gaze bins (degrees).
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 256, gaze_bins: int = 12, gaze_max_angle: float = 30.0) -> None:
+        super().__init__()
+        self.gaze_bins = GazeBins(gaze_bins, gaze_max_angle)
+        self.trunk = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU())
+        self.landmarks = nn.Linear(hidden, NUM_LANDMARKS * 3)
+        self.gaze = nn.Linear(hidden, 2 * 2 * 2 * gaze_bins)
+        self.pose = nn.Linear(hidden, 6 + 3 + 1)
+        for layer in (self.landmarks, self.pose):
+            xavier_small_(layer)
+
+    def forward(self, features: Tensor, reference: Reference) -> CueOutput:
+        """``features (B, T, in_dim)`` -> :class:`CueOutput` of T frames."""
+        batch, frames = features.shape[:2]
+        h = self.trunk(features)
+        offsets = self.landmarks(h).reshape(batch, frames, NUM_LANDMARKS, 3) / 4.0
+        landmarks = reference.normalized_landmarks.unsqueeze(1) + offsets  # (B, T, 68, 3)
+        gaze_raw = self.gaze(h).reshape(batch, frames, 2, 2, 2, self.gaze_bins.bins)
+        logits, gaze_offsets = gaze_raw[..., 0, :], gaze_raw[..., 1, :]
+        gaze = self.gaze_bins.angles(logits, gaze_offsets)  # (B, T, 2, 2)
+        pose = self.pose(h)
+        rot6d = pose[..., :6] + identity_6d(pose)
+        rotation = rotation_6d_to_matrix(rot6d)
+        ref_scale = reference.scale[:, None]
+        translation = reference.translation.unsqueeze(1) + pose[..., 6:9] * ref_scale.unsqueeze(-1)
+        scale = ref_scale * torch.exp(pose[..., 9])
+        return CueOutput(landmarks, gaze, logits, gaze_offsets, rotation, rot6d, translation, scale)
+
+
+class LandmarkSequentializer(nn.Module):
+    """Auto-regressive GRU over frames generating landmarks, gaze and pose.
+
+    Args:
+        audio_dim: size of the per-frame audio code ``a_n``.
+        condition_dim: size of the emotion code plus the identity code.
+        hidden: GRU width.
+        cue_dim: size the fed-back previous cues are projected to.
+        gaze_bins: bins per gaze angle.
+        gaze_max_angle: half range of the gaze bins (degrees).
+        autoregressive: when False, the previous-cue input is dropped and the whole window is
+            decoded in one pass (no step depends on a generated output): the "parallel decoding"
+            ablation.
+    """
+
+    def __init__(
+        self,
+        audio_dim: int = 128,
+        condition_dim: int = 128,
+        hidden: int = 256,
+        cue_dim: int = 64,
+        gaze_bins: int = 12,
+        gaze_max_angle: float = 30.0,
+        autoregressive: bool = True,
+    ) -> None:
+        super().__init__()
+        self.autoregressive = autoregressive
+        self.hidden = hidden
+        self.cue_proj = nn.Sequential(nn.Linear(CUE_FEATURES, cue_dim), nn.GELU())
+        in_dim = cue_dim + audio_dim + condition_dim
+        self.input = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU())
+        self.init_state = nn.Linear(condition_dim, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.heads = CueHeads(2 * hidden, hidden, gaze_bins, gaze_max_angle)
+
+    def _step_inputs(self, previous: Tensor, audio: Tensor, condition: Tensor) -> Tensor:
+        """Project ``previous (B, t, CUE_FEATURES)``, ``audio (B, t, A)``, ``condition (B, C)`` -> ``(B, t, H)``."""
+        if not self.autoregressive:
+            previous = torch.zeros_like(previous)
+        cond = condition.unsqueeze(1).expand(-1, audio.shape[1], -1)
+        return self.input(torch.cat([self.cue_proj(previous), audio, cond], -1))
+
+    def forward(
+        self,
+        audio: Tensor,
+        condition: Tensor,
+        reference: Reference,
+        teacher: Tensor | None = None,
+        sampling_probability: float = 0.0,
+    ) -> CueOutput:
+        """Generate the cues of a window.
+
+        Args:
+            audio: ``(B, T, A)`` per-frame audio codes.
+            condition: ``(B, C)`` emotion + identity code.
+            reference: the reference face.
+            teacher: ``(B, T, CUE_FEATURES)`` ground-truth cues for teacher forcing (step ``n`` is
+                fed ``teacher[:, n - 1]``); ``None`` generates free-running (each step is fed the
+                previous step's own output).
+            sampling_probability: scheduled sampling: with teacher forcing, the probability, per
+                sequence and step, of feeding the model's own previous output instead of the
+                ground truth (Bengio et al. 2015). Own outputs fed back are detached.
+
+        Returns:
+            :class:`CueOutput` with ``T`` frames.
+        """
+        batch, frames = audio.shape[:2]
+        start = torch.zeros(batch, 1, CUE_FEATURES, dtype=audio.dtype, device=audio.device)
+        state = torch.tanh(self.init_state(condition)).unsqueeze(0).contiguous()  # (1, B, H)
+        parallel = not self.autoregressive or (teacher is not None and sampling_probability <= 0.0)
+        if parallel:
+            previous = start if teacher is None else torch.cat([start, teacher[:, :-1]], 1)
+            previous = previous.expand(batch, frames, CUE_FEATURES) if teacher is None else previous
+            x = self._step_inputs(previous, audio, condition)
+            hidden, _ = self.gru(x, state)
+            return self.heads(torch.cat([hidden, x], -1), reference)
+
+        outputs: list[CueOutput] = []
+        previous = start
+        for n in range(frames):
+            if teacher is not None and n > 0:
+                use_own = torch.rand(batch, 1, 1, device=audio.device) < sampling_probability
+                previous = torch.where(use_own, previous.detach(), teacher[:, n - 1 : n])
+            x = self._step_inputs(previous, audio[:, n : n + 1], condition)
+            hidden, state = self.gru(x, state)
+            out = self.heads(torch.cat([hidden, x], -1), reference)
+            outputs.append(out)
+            previous = cue_features(
+                out.normalized_landmarks,
+                out.gaze,
+                out.rotation,
+                out.translation,
+                out.scale,
+                reference.normalized_landmarks,
+                reference.translation,
+                reference.scale,
+            )
+            if teacher is None:
+                previous = previous.detach()
+        return CueOutput(*(torch.cat(parts, 1) for parts in zip(*outputs)))

@@ -1,0 +1,88 @@
+"""The stage-1 generator: audio + emotion + reference face -> landmarks, gaze and head pose."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from emoface.networks.audio import AudioEncoder
+from emoface.networks.cues import GazeBins
+from emoface.networks.conditioning import EmotionEmbedding, ReferenceEncoder
+from emoface.networks.sequentializer import CueOutput, LandmarkSequentializer, Reference
+
+
+class SpeechToLandmarksNet(nn.Module):
+    """Audio encoder, emotion embedding, reference encoder and landmark sequentializer together.
+
+    Args:
+        audio_features: columns per audio row (39).
+        audio_context: audio rows of context on each side of a frame's own 4 rows.
+        audio_dim: size of ``a_n``.
+        emotion_dim: size of the emotion (+ level) code.
+        identity_dim: size of the reference (identity) code.
+        hidden: sequentializer width.
+        gaze_bins: bins per gaze angle (yaw and pitch each).
+        gaze_max_angle: half range of the gaze bins, degrees.
+        autoregressive: feed each step's cues to the next (False: parallel decoding ablation).
+        dropout: dropout on the audio code.
+    """
+
+    def __init__(
+        self,
+        audio_features: int = 39,
+        audio_context: int = 8,
+        audio_dim: int = 128,
+        emotion_dim: int = 64,
+        identity_dim: int = 64,
+        hidden: int = 256,
+        gaze_bins: int = 12,
+        gaze_max_angle: float = 30.0,
+        autoregressive: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.audio_encoder = AudioEncoder(audio_features, audio_context, out_dim=audio_dim, dropout=dropout)
+        self.emotion_embedding = EmotionEmbedding(emotion_dim)
+        self.reference_encoder = ReferenceEncoder(identity_dim)
+        self.sequentializer = LandmarkSequentializer(
+            audio_dim=audio_dim,
+            condition_dim=emotion_dim + identity_dim,
+            hidden=hidden,
+            gaze_bins=gaze_bins,
+            gaze_max_angle=gaze_max_angle,
+            autoregressive=autoregressive,
+        )
+
+    @property
+    def gaze_bins(self) -> GazeBins:
+        """The discretization of the gaze head."""
+        return self.sequentializer.heads.gaze_bins
+
+    def forward(
+        self,
+        audio: Tensor,
+        emotion: Tensor,
+        level: Tensor,
+        reference: Reference,
+        teacher: Tensor | None = None,
+        sampling_probability: float = 0.0,
+    ) -> CueOutput:
+        """Generate the cues of a window.
+
+        Args:
+            audio: ``(B, 4T, F)`` audio features at 100 Hz.
+            emotion: ``(B,)`` long emotion index.
+            level: ``(B,)`` long intensity 1..3.
+            reference: reference face (normalized landmarks ``(B, 68, 3)``, translation, scale).
+            teacher: ``(B, T, CUE_FEATURES)`` ground-truth cue features for teacher forcing, or
+                ``None`` for free-running generation.
+            sampling_probability: scheduled-sampling probability (with ``teacher``).
+
+        Returns:
+            :class:`~emoface.networks.sequentializer.CueOutput` of ``T`` frames.
+        """
+        audio_codes = self.audio_encoder(audio)  # (B, T, A)
+        condition = torch.cat(
+            [self.emotion_embedding(emotion, level), self.reference_encoder(reference.normalized_landmarks)], -1
+        )
+        return self.sequentializer(audio_codes, condition, reference, teacher, sampling_probability)
