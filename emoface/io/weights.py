@@ -110,7 +110,9 @@ def _info(key_or_info: str | WeightsInfo) -> WeightsInfo:
     try:
         return KNOWN_WEIGHTS[key_or_info]
     except KeyError:
-        raise KeyError(f"unknown weights {key_or_info!r}; known: {', '.join(sorted(KNOWN_WEIGHTS))}") from None
+        raise KeyError(
+            f"unknown weights {key_or_info!r}; known: {', '.join(sorted(KNOWN_WEIGHTS))}"
+        ) from None
 
 
 def default_weights_path(key_or_info: str | WeightsInfo) -> Path:
@@ -175,7 +177,6 @@ def extract_state_dict(obj: Any, prefixes: tuple[str, ...] = ("module.",)) -> di
     state: dict[str, torch.Tensor] = {}
     for name, value in obj.items():
         for prefix in prefixes:
-            if name.startswith(prefix):
-                name = name[len(prefix) :]
+            name = name.removeprefix(prefix)
         state[name] = value
     return state

@@ -185,7 +185,9 @@ def inception_features(model: torch.nn.Module, frames: Tensor, frame_chunk: int 
 
 def feature_statistics(features: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (float64) of ``(N, D)`` features (pytorch-fid's)."""
-    feats = np.asarray(features.detach().cpu().double() if isinstance(features, Tensor) else features, np.float64)
+    feats = np.asarray(
+        features.detach().cpu().double() if isinstance(features, Tensor) else features, np.float64
+    )
     return feats.mean(0), np.cov(feats, rowvar=False)
 
 
@@ -193,7 +195,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     """Frechet distance between two Gaussians: pytorch-fid's ``calculate_frechet_distance``."""
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    return float(calculate_frechet_distance(np.asarray(mu1), np.asarray(sigma1), np.asarray(mu2), np.asarray(sigma2)))
+    return float(
+        calculate_frechet_distance(np.asarray(mu1), np.asarray(sigma1), np.asarray(mu2), np.asarray(sigma2))
+    )
 
 
 # ----------------------------------------------------------------------------- SyncNet LSE
@@ -212,7 +216,9 @@ def syncnet_mfcc(waveform: Tensor | np.ndarray, sample_rate: int = SYNCNET_SAMPL
     Returns:
         ``(13, M)`` float32 with ``M = 1 + ceil((S - 400) / 160)`` at 16 kHz.
     """
-    audio = np.asarray(waveform.detach().cpu().double() if isinstance(waveform, Tensor) else waveform, np.float64)
+    audio = np.asarray(
+        waveform.detach().cpu().double() if isinstance(waveform, Tensor) else waveform, np.float64
+    )
     if audio.ndim != 1:
         raise ValueError(f"expected a mono waveform (S,), got shape {audio.shape}")
     if sample_rate != SYNCNET_SAMPLE_RATE:
@@ -341,7 +347,7 @@ def sync_scores(
     results: dict[str, list[Tensor]] = {"lse_c": [], "lse_d": [], "offset": []}
     for i in range(videos.shape[0]):
         t = int(lengths[i]) if lengths is not None else videos.shape[1]
-        wav = audio[i, : int(round(t * spf))] if lengths is not None else audio[i]
+        wav = audio[i, : round(t * spf)] if lengths is not None else audio[i]
         v_emb, a_emb = syncnet_embeddings(net, videos[i, :t], wav, sample_rate, batch_size)
         scores = sync_scores_from_distances(offset_distances(v_emb, a_emb, vshift), vshift)
         for key, value in scores.items():
@@ -425,7 +431,9 @@ def landmark_distance(
         ``{"lmd", "m_lmd", "f_lmd"}`` each ``(B,)`` float64.
     """
     if preds.shape != target.shape or preds.ndim != 4 or preds.shape[-2] != 68:
-        raise ValueError(f"expected (B, T, 68, D) landmarks, got {tuple(preds.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"expected (B, T, 68, D) landmarks, got {tuple(preds.shape)} and {tuple(target.shape)}"
+        )
     preds, target = preds[..., :dims].double(), target[..., :dims].double()
     preds, target = normalize_landmark_pair(preds, target, normalize)
     dist = torch.linalg.vector_norm(preds - target, dim=-1)  # (B, T, 68)

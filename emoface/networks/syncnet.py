@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from emoface.io.weights import extract_state_dict, load_weights
