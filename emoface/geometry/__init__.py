@@ -1,1 +1,2 @@
 
+from emoface.geometry.relocation import Relocated, relocate

@@ -1,1 +1,3 @@
 
+from emoface.lightning_modules.cue_emotion_classifier import CueEmotionClassifier
+from emoface.lightning_modules.speech_to_landmarks import SpeechToLandmarks

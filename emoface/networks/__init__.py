@@ -1,1 +1,6 @@
 
+from emoface.networks.audio import AudioEncoder
+from emoface.networks.conditioning import EmotionEmbedding, ReferenceEncoder
+from emoface.networks.cue_classifier import CueEmotionClassifierNet
+from emoface.networks.sequentializer import CueOutput, LandmarkSequentializer, Reference
+from emoface.networks.speech_to_landmarks import SpeechToLandmarksNet

@@ -1,0 +1,74 @@
+"""Figures the systems log per epoch (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip opening ``(T,)`` (distance of points 62 and 66) of landmarks ``(T, 68, 3)``."""
+    return np.linalg.norm(landmarks[:, 66] - landmarks[:, 62], axis=-1)
+
+
+def cue_figure(sample: dict[str, Any]) -> Any:
+    """Generated vs real curves of one clip: mouth opening, gaze (eye 0) and head pose.
+
+    Args:
+        sample: ``pred_landmarks``/``true_landmarks`` ``(T, 68, 3)``, ``pred_gaze``/``true_gaze``
+            ``(T, 2, 2)``, ``pred_euler``/``true_euler`` ``(T, 3)`` and a ``title``.
+
+    Returns:
+        a matplotlib Figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    frames = np.arange(len(sample["pred_landmarks"]))
+    axes[0].plot(frames, mouth_opening(sample["true_landmarks"]), label="real", color="k")
+    axes[0].plot(frames, mouth_opening(sample["pred_landmarks"]), label="generated", color="tab:red")
+    axes[0].set_title("mouth opening (canonical units)")
+    for k, name in enumerate(("yaw", "pitch")):
+        color = ("tab:blue", "tab:orange")[k]
+        axes[1].plot(frames, sample["true_gaze"][:, 0, k], color=color, label=f"real {name}")
+        axes[1].plot(frames, sample["pred_gaze"][:, 0, k], color=color, linestyle="--", label=f"generated {name}")
+    axes[1].set_title("gaze, right eye (deg)")
+    for k, name in enumerate(("yaw", "pitch", "roll")):
+        color = ("tab:blue", "tab:orange", "tab:green")[k]
+        axes[2].plot(frames, sample["true_euler"][:, k], color=color, label=f"real {name}")
+        axes[2].plot(frames, sample["pred_euler"][:, k], color=color, linestyle="--", label=f"generated {name}")
+    axes[2].set_title("head pose (deg)")
+    for axis in axes:
+        axis.set_xlabel("frame")
+        axis.legend(fontsize=6)
+    figure.suptitle(sample.get("title", ""), fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def log_figure(trainer: Any, figure: Any, key: str, step: int, epoch: int) -> None:
+    """Send ``figure`` to every logger that takes images, and save a PNG beside the logs.
+
+    TensorBoard gets ``add_figure``, Weights & Biases ``log_image``; the PNG goes to
+    ``<logger.log_dir or trainer.default_root_dir>/figures/<key>_epoch<NNN>.png`` so that the
+    CSV logger's runs keep their figures too.
+    """
+    import matplotlib.pyplot as plt
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    loggers = list(trainer.loggers)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure(key, figure, global_step=step)
+        elif isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[figure], step=step)
+    base = next((getattr(lg, "log_dir", None) for lg in loggers if getattr(lg, "log_dir", None)), None)
+    directory = Path(base or trainer.default_root_dir) / "figures"
+    directory.mkdir(parents=True, exist_ok=True)
+    figure.savefig(directory / f"{key.replace('/', '_')}_epoch{epoch:03d}.png", dpi=80)
+    plt.close(figure)

@@ -1,0 +1,518 @@
+"""SpeechToLandmarks: stage 1 of emoface (audio + emotion + reference face -> landmarks, gaze, pose).
+
+Training is teacher-forced with scheduled sampling; validation, test and predict generate
+free-running. Losses (each weight configurable):
+
+* ``landmark``: L1 of normalized landmarks, measured in pixels of the head (canonical units times
+  the ground-truth head scale), mouth points weighted by ``mouth_weight``;
+* ``velocity``: L1 of their frame-to-frame differences;
+* ``gaze_ce`` + ``gaze_l1``: cross-entropy over the gaze bins and L1 of the expected angles
+  (degrees), weighted by ``gaze_confidence``;
+* ``pose``: geodesic rotation error (degrees), translation L1 (pixels) and log-scale L1;
+* ``emotion``: cross-entropy of the collaborative emotion classifier on the generated cue
+  sequence against the conditioning emotion (the classifier's weights receive no gradient).
+
+The collaborative classifier is either loaded frozen from ``emotion_classifier_checkpoint``
+(trained by ``emoface fit --config configs/cue_emotion_classifier.yaml``: the paper's setting and
+the benchmark's), or, when that is ``None``, trained jointly in this module on the real cue
+sequences of each batch (``classifier`` loss) while the ``emotion`` loss still treats it as a
+fixed critic. Either way the generator never changes the critic.
+
+Validation / test metrics (free-running generation, :mod:`emoface.metrics` Metrics, DDP-synced):
+``lmd``, ``m_lmd`` (mouth), ``f_lmd`` (face without mouth) in pixels (x, y) on the pose-free
+landmarks (normalized landmarks scaled by the ground-truth head scale: lips and expression
+without the head-pose error, which is measured separately), ``posed_lmd``/``posed_m_lmd``/
+``posed_f_lmd`` on the relocated landmarks against the real ones in the crop, ``gaze_error``
+(degrees), ``rotation_error`` (degrees), ``translation_error`` (pixels) and ``emotion_accuracy``
+of the generated sequences according to the collaborative classifier.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from emoface.emotions import EMOTIONS
+from emoface.geometry.alignment import umeyama
+from emoface.geometry.landmarks import MOUTH, NUM_LANDMARKS
+from emoface.geometry.relocation import relocate
+from emoface.geometry.rotations import geodesic_angle, matrix_to_euler
+from emoface.lightning_modules.cue_emotion_classifier import load_classifier_weights
+from emoface.metrics import GazeError, LandmarkDistance, PoseError
+from emoface.metrics import functional as MF
+from emoface.networks.cue_classifier import CueEmotionClassifierNet
+from emoface.networks.cues import cue_features
+from emoface.networks.sequentializer import CueOutput, Reference
+from emoface.networks.speech_to_landmarks import SpeechToLandmarksNet
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+BATCH_FIELDS = ("audio", "normalized_landmarks", "landmarks", "pose", "gaze", "reference")
+"""MEADDataModule ``fields`` this module reads (docs/data_format.md)."""
+
+
+def reference_pose(batch: dict[str, Any]) -> Reference:
+    """The reference face's normalized landmarks and head pose (similarity fitted to its landmarks).
+
+    Args:
+        batch: with ``ref_landmarks`` and ``ref_normalized_landmarks`` ``(B, 68, 3)``.
+    """
+    normalized = batch["ref_normalized_landmarks"]
+    _, translation, scale = umeyama(normalized, batch["ref_landmarks"])
+    return Reference(normalized, translation, scale)
+
+
+class SpeechToLandmarks(LightningModule):
+    """Stage 1 system (see the module docstring for losses and metrics).
+
+    Args:
+        network: the generator (default: :class:`SpeechToLandmarksNet` with its defaults).
+            ``gaze_bins`` and ``autoregressive`` (ablations) are its arguments.
+        emotion_classifier: the collaborative classifier network.
+        emotion_classifier_checkpoint: checkpoint of a trained :class:`CueEmotionClassifier`
+            to load and freeze; ``None`` trains the classifier jointly on real cues.
+        use_gaze: generate gaze (False: gaze is zero, looking ahead, and its losses are off).
+        use_pose: generate head pose (False: the reference's pose is held, pose losses are off).
+        landmark_weight: weight of the landmark L1 (pixels).
+        mouth_weight: relative weight of the 20 mouth points in the landmark L1.
+        velocity_weight: weight of the velocity L1 (pixels per frame).
+        gaze_ce_weight: weight of the gaze-bin cross-entropy.
+        gaze_l1_weight: weight of the gaze angle L1 (degrees).
+        pose_weight: weight of the pose loss (rotation degrees + translation pixels + 10 x log-scale).
+        emotion_loss_weight: weight of the emotion alignment cross-entropy (0 disables it).
+        classifier_weight: weight of the joint classifier's own loss on real cues (joint mode only).
+        sampling_max: final scheduled-sampling probability.
+        sampling_start: optimizer step where scheduled sampling starts (pure teacher forcing before).
+        sampling_ramp: steps over which the probability ramps linearly from 0 to ``sampling_max``.
+        optimizer: optimizer factory (default AdamW, lr 1e-3, weight decay 1e-4).
+        scheduler: LR scheduler factory (stepped per epoch), or ``None``.
+        output_dir: where ``predict`` writes per-clip cue files (default
+            ``<trainer.default_root_dir>/s2l_predictions``).
+        figure_every_n_epochs: log the generated-vs-real figure every n validation epochs (0: never).
+    """
+
+    def __init__(
+        self,
+        network: SpeechToLandmarksNet | None = None,
+        emotion_classifier: CueEmotionClassifierNet | None = None,
+        emotion_classifier_checkpoint: str | None = None,
+        use_gaze: bool = True,
+        use_pose: bool = True,
+        landmark_weight: float = 1.0,
+        mouth_weight: float = 3.0,
+        velocity_weight: float = 1.0,
+        gaze_ce_weight: float = 0.2,
+        gaze_l1_weight: float = 0.05,
+        pose_weight: float = 0.2,
+        emotion_loss_weight: float = 0.5,
+        classifier_weight: float = 1.0,
+        sampling_max: float = 0.5,
+        sampling_start: int = 200,
+        sampling_ramp: int = 1000,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        output_dir: str | None = None,
+        figure_every_n_epochs: int = 1,
+    ) -> None:
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.save_hyperparameters()
+        objects = [key for key, value in self.hparams.items() if isinstance(value, nn.Module) or callable(value)]
+        if objects:
+            self.save_hyperparameters(ignore=objects)
+        self.network = network if network is not None else SpeechToLandmarksNet()
+        self.classifier = emotion_classifier if emotion_classifier is not None else CueEmotionClassifierNet()
+        self.frozen_classifier = emotion_classifier_checkpoint is not None
+        if self.frozen_classifier:
+            load_classifier_weights(self.classifier, emotion_classifier_checkpoint)
+            self.classifier.requires_grad_(False)
+            self.classifier.eval()
+        self.use_gaze = use_gaze
+        self.use_pose = use_pose
+        self.weights = {
+            "landmark": landmark_weight,
+            "velocity": velocity_weight,
+            "gaze_ce": gaze_ce_weight if use_gaze else 0.0,
+            "gaze_l1": gaze_l1_weight if use_gaze else 0.0,
+            "pose": pose_weight if use_pose else 0.0,
+            "emotion": emotion_loss_weight,
+            "classifier": 0.0 if self.frozen_classifier else classifier_weight,
+        }
+        point_weights = torch.ones(NUM_LANDMARKS)
+        point_weights[list(MOUTH)] = mouth_weight
+        self.register_buffer("point_weights", point_weights / point_weights.mean(), persistent=False)
+        self.sampling_max = sampling_max
+        self.sampling_start = sampling_start
+        self.sampling_ramp = sampling_ramp
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.output_dir = output_dir
+        self.figure_every_n_epochs = figure_every_n_epochs
+        self._figure_sample: dict[str, np.ndarray] | None = None
+        self._predictions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.val_metrics = self._make_metrics()
+        self.test_metrics = self._make_metrics()
+
+    @staticmethod
+    def _make_metrics() -> nn.ModuleDict:
+        return nn.ModuleDict(
+            {
+                "landmarks": LandmarkDistance(),
+                "posed_landmarks": LandmarkDistance(),
+                "gaze": GazeError(),
+                "pose": PoseError(),
+                "emotion": MulticlassAccuracy(len(EMOTIONS), average="micro"),
+            }
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> SpeechToLandmarks:
+        """Like ``nn.Module.train`` but a frozen classifier always stays in eval mode."""
+        super().train(mode)
+        if self.frozen_classifier:
+            self.classifier.eval()
+        return self
+
+    def sampling_probability(self) -> float:
+        """Scheduled-sampling probability at the current optimizer step."""
+        if self.sampling_max <= 0.0:
+            return 0.0
+        progress = (self.global_step - self.sampling_start) / max(1, self.sampling_ramp)
+        return float(min(max(progress, 0.0), 1.0) * self.sampling_max)
+
+    def generate(
+        self, batch: dict[str, Any], teacher_forcing: bool = False, sampling_probability: float = 0.0
+    ) -> CueOutput:
+        """Generate the cues of a batch's windows.
+
+        Args:
+            batch: MEADDataModule batch with ``audio``, ``emotion``, ``level`` and the reference
+                fields (plus the ground-truth cues when ``teacher_forcing``).
+            teacher_forcing: feed the ground-truth previous cues (training).
+            sampling_probability: scheduled-sampling probability (with teacher forcing).
+
+        Returns:
+            :class:`CueOutput` ``(B, T, ...)``, with gaze zeroed when ``use_gaze`` is off and the
+            reference pose held when ``use_pose`` is off.
+        """
+        reference = reference_pose(batch)
+        teacher = None
+        if teacher_forcing:
+            teacher = cue_features(
+                batch["normalized_landmarks"],
+                batch["gaze"] if self.use_gaze else torch.zeros_like(batch["gaze"]),
+                batch["rotation"],
+                batch["translation"],
+                batch["scale"],
+                reference.normalized_landmarks,
+                reference.translation,
+                reference.scale,
+            )
+            if not self.use_pose:
+                teacher = self._hold_reference_pose_features(teacher)
+        out = self.network(batch["audio"], batch["emotion"], batch["level"], reference, teacher, sampling_probability)
+        return self._apply_ablations(out, reference)
+
+    @staticmethod
+    def _hold_reference_pose_features(features: Tensor) -> Tensor:
+        """Zero the pose part of cue features (``use_pose`` off: the reference pose is held)."""
+        features = features.clone()
+        features[..., NUM_LANDMARKS * 3 + 4 :] = 0.0
+        return features
+
+    def _apply_ablations(self, out: CueOutput, reference: Reference) -> CueOutput:
+        if self.use_gaze and self.use_pose:
+            return out
+        gaze, rotation, translation, scale = out.gaze, out.rotation, out.translation, out.scale
+        if not self.use_gaze:
+            gaze = torch.zeros_like(gaze)
+        if not self.use_pose:
+            batch, frames = scale.shape
+            rotation = torch.eye(3, dtype=rotation.dtype, device=rotation.device).expand(batch, frames, 3, 3)
+            translation = reference.translation.unsqueeze(1).expand(batch, frames, 3)
+            scale = reference.scale.unsqueeze(1).expand(batch, frames)
+        return out._replace(gaze=gaze, rotation=rotation, translation=translation, scale=scale)
+
+    def classify(self, normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor, critic: bool) -> Tensor:
+        """Emotion logits ``(B, 8)`` of cue sequences by the collaborative classifier.
+
+        Args:
+            normalized_landmarks: ``(B, T, 68, 3)``.
+            gaze: ``(B, T, 2, 2)`` degrees.
+            rotation: ``(B, T, 3, 3)``.
+            critic: use the classifier as a fixed critic: gradients reach the cues but never the
+                classifier's weights (they are detached for this call).
+        """
+        if not critic or self.frozen_classifier:
+            return self.classifier(normalized_landmarks, gaze, rotation)
+        params = {name: value.detach() for name, value in self.classifier.named_parameters()}
+        params.update(dict(self.classifier.named_buffers()))
+        return torch.func.functional_call(self.classifier, params, (normalized_landmarks, gaze, rotation))
+
+    # ------------------------------------------------------------------------------------------
+    # Losses
+    # ------------------------------------------------------------------------------------------
+    def losses(self, out: CueOutput, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Every loss term (unweighted) of generated cues against a batch."""
+        target = batch["normalized_landmarks"]
+        head_scale = batch["scale"][..., None, None]  # (B, T, 1, 1) pixels per canonical unit
+        error = (out.normalized_landmarks - target).abs() * head_scale  # (B, T, 68, 3) pixels
+        terms = {"landmark": (error.sum(-1) * self.point_weights).mean()}
+        velocity_pred = out.normalized_landmarks.diff(dim=1) * head_scale[:, 1:]
+        velocity_true = target.diff(dim=1) * head_scale[:, 1:]
+        terms["velocity"] = ((velocity_pred - velocity_true).abs().sum(-1) * self.point_weights).mean()
+
+        if self.use_gaze:
+            confidence = batch.get("gaze_confidence", torch.ones_like(batch["gaze"][..., 0]))  # (B, T, 2)
+            weight = confidence.unsqueeze(-1).expand_as(batch["gaze"])  # (B, T, 2, 2)
+            bins = self.network.gaze_bins
+            target_bins = bins.target_bins(batch["gaze"])
+            ce = F.cross_entropy(out.gaze_logits.flatten(0, -2), target_bins.flatten(), reduction="none")
+            norm = weight.sum().clamp_min(1.0)
+            terms["gaze_ce"] = (ce * weight.flatten()).sum() / norm
+            terms["gaze_l1"] = ((out.gaze - batch["gaze"]).abs() * weight).sum() / norm
+        if self.use_pose:
+            rotation_error = geodesic_angle(out.rotation, batch["rotation"]).mean()
+            translation_error = (out.translation - batch["translation"]).abs().sum(-1).mean()
+            scale_error = torch.log(out.scale / batch["scale"]).abs().mean()
+            terms["pose"] = rotation_error + translation_error + 10.0 * scale_error
+        if self.weights["emotion"] > 0:
+            logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, critic=True)
+            terms["emotion"] = F.cross_entropy(logits, batch["emotion"])
+        if self.weights["classifier"] > 0:
+            gaze = batch["gaze"] if self.use_gaze else torch.zeros_like(batch["gaze"])
+            rotation = batch["rotation"] if self.use_pose else torch.eye(3).to(batch["rotation"]).expand_as(batch["rotation"])
+            logits = self.classify(target, gaze, rotation, critic=False)
+            terms["classifier"] = F.cross_entropy(logits, batch["emotion"])
+        return terms
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Teacher-forced generation with scheduled sampling and the weighted sum of the losses."""
+        probability = self.sampling_probability()
+        out = self.generate(batch, teacher_forcing=True, sampling_probability=probability)
+        terms = self.losses(out, batch)
+        loss = sum(self.weights[name] * value for name, value in terms.items())
+        batch_size = batch["emotion"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)
+        self.log("train/sampling_probability", probability, batch_size=batch_size)
+        return loss
+
+    # ------------------------------------------------------------------------------------------
+    # Evaluation
+    # ------------------------------------------------------------------------------------------
+    def evaluate(self, out: CueOutput, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Per-sequence metrics ``(B,)`` of free-running cues against the batch's ground truth.
+
+        Uses :mod:`emoface.metrics.functional` (the same definitions as the logged Metrics):
+        ``lmd``/``m_lmd``/``f_lmd`` on pose-free landmarks (normalized landmarks times the
+        ground-truth head scale: pixels of the head, x and y), ``posed_*`` on the relocated
+        landmarks against the real ones in the crop, ``gaze_error`` and ``rotation_error`` in
+        degrees, ``translation_error`` in pixels, ``emotion_accuracy`` (0/1) of the collaborative
+        classifier on the generated sequence.
+        """
+        pred, true = self._pose_free(out.normalized_landmarks, batch), self._pose_free(batch["normalized_landmarks"], batch)
+        metrics = MF.landmark_distance(pred, true)
+        relocated = relocate(out.normalized_landmarks, out.gaze, out.rotation, out.translation, out.scale)
+        posed = MF.landmark_distance(relocated.landmarks, batch["landmarks"])
+        metrics.update({f"posed_{key}": value for key, value in posed.items()})
+        metrics["gaze_error"] = MF.gaze_error(out.gaze, batch["gaze"], batch.get("gaze_confidence"))
+        pose = MF.pose_error(out.rotation, batch["rotation"], out.translation, batch["translation"])
+        metrics["rotation_error"], metrics["translation_error"] = pose["rotation"], pose["translation"]
+        logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, critic=True)
+        metrics["emotion_accuracy"] = (logits.argmax(-1) == batch["emotion"]).double()
+        return metrics
+
+    @staticmethod
+    def _pose_free(normalized_landmarks: Tensor, batch: dict[str, Any]) -> Tensor:
+        """Normalized landmarks ``(B, T, 68, 3)`` scaled by the ground-truth head scale (pixels)."""
+        return normalized_landmarks * batch["scale"][..., None, None]
+
+    def _metrics(self, stage: str) -> nn.ModuleDict:
+        return self.val_metrics if stage == "val" else self.test_metrics
+
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> CueOutput:
+        out = self.generate(batch)
+        batch_size = batch["emotion"].shape[0]
+        loss = sum(self.weights[name] * value for name, value in self.losses(out, batch).items())
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, sync_dist=True)
+        metrics = self._metrics(stage)
+        metrics["landmarks"].update(self._pose_free(out.normalized_landmarks, batch),
+                                    self._pose_free(batch["normalized_landmarks"], batch))  # fmt: skip
+        relocated = relocate(out.normalized_landmarks, out.gaze, out.rotation, out.translation, out.scale)
+        metrics["posed_landmarks"].update(relocated.landmarks, batch["landmarks"])
+        metrics["gaze"].update(out.gaze, batch["gaze"], batch.get("gaze_confidence"))
+        metrics["pose"].update(out.rotation, batch["rotation"], out.translation, batch["translation"])
+        logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, critic=True)
+        metrics["emotion"].update(logits.argmax(-1), batch["emotion"])
+        return out
+
+    def _log_metrics(self, stage: str) -> None:
+        metrics = self._metrics(stage)
+        if metrics["gaze"].num_videos == 0:  # nothing was evaluated (e.g. limit_val_batches=0)
+            return
+        values = dict(metrics["landmarks"].compute())
+        values.update({f"posed_{k}": v for k, v in metrics["posed_landmarks"].compute().items()})
+        values["gaze_error"] = metrics["gaze"].compute()
+        pose = metrics["pose"].compute()
+        values["rotation_error"], values["translation_error"] = pose["rotation"], pose["translation"]
+        values["emotion_accuracy"] = metrics["emotion"].compute()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value.float(), prog_bar=name in ("m_lmd", "emotion_accuracy"))
+        for metric in metrics.values():
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Free-running generation; logs ``val/*`` metrics and keeps a sample for the figure."""
+        out = self._evaluation_step(batch, "val")
+        if batch_idx == 0:
+            self._figure_sample = {
+                "pred_landmarks": out.normalized_landmarks[0].detach().cpu().numpy(),
+                "true_landmarks": batch["normalized_landmarks"][0].detach().cpu().numpy(),
+                "pred_gaze": out.gaze[0].detach().cpu().numpy(),
+                "true_gaze": batch["gaze"][0].detach().cpu().numpy(),
+                "pred_euler": matrix_to_euler(out.rotation[0]).detach().cpu().numpy(),
+                "true_euler": batch["euler"][0].detach().cpu().numpy(),
+                "title": f"{batch['clip'][0]} (emotion {EMOTIONS[int(batch['emotion'][0])]})",
+            }
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Free-running generation; logs ``test/*`` metrics."""
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics (``test/*``)."""
+        self._log_metrics("test")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the validation metrics and a figure of generated vs real cue curves for one clip."""
+        self._log_metrics("val")
+        sample, self._figure_sample = self._figure_sample, None
+        every = self.figure_every_n_epochs
+        if sample is None or every <= 0 or self.current_epoch % every or self.trainer.sanity_checking:
+            return
+        if not self.trainer.is_global_zero:
+            return
+        from emoface.lightning_modules._figures import cue_figure, log_figure
+
+        figure = cue_figure(sample)
+        log_figure(self.trainer, figure, "val/cues", self.global_step, self.current_epoch)
+
+    # ------------------------------------------------------------------------------------------
+    # Predict: per-clip cue files for stage 2
+    # ------------------------------------------------------------------------------------------
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[str]:
+        """Generate free-running cues and relocated landmarks; collected per clip, written at epoch end.
+
+        Returns:
+            the clip ids of the batch.
+        """
+        out = self.generate(batch)
+        relocated = relocate(out.normalized_landmarks, out.gaze, out.rotation, out.translation, out.scale)
+        euler = matrix_to_euler(out.rotation)
+        for i, clip in enumerate(batch["clip"]):
+            self._predictions[clip].append(
+                {
+                    "start": int(batch["start"][i]),
+                    "emotion": int(batch["emotion"][i]),
+                    "level": int(batch["level"][i]),
+                    "normalized_landmarks": out.normalized_landmarks[i].float().cpu().numpy(),
+                    "gaze": out.gaze[i].float().cpu().numpy(),
+                    "rotation": out.rotation[i].float().cpu().numpy(),
+                    "euler": euler[i].float().cpu().numpy(),
+                    "translation": out.translation[i].float().cpu().numpy(),
+                    "scale": out.scale[i].float().cpu().numpy(),
+                    "relocated": relocated.points[i].float().cpu().numpy(),
+                    "gaze_vectors": relocated.gaze_vectors[i].float().cpu().numpy(),
+                }
+            )
+        return list(batch["clip"])
+
+    def prediction_dir(self) -> Path:
+        """Directory ``predict`` writes to."""
+        if self.output_dir is not None:
+            return Path(self.output_dir)
+        return Path(self.trainer.default_root_dir) / "s2l_predictions"
+
+    def on_predict_epoch_end(self) -> None:
+        """Write one ``<output_dir>/<clip>.npz`` per clip (docs/data_format.md, "Stage-1 predictions")."""
+        from emoface.io.arrays import save_npz
+
+        root = self.prediction_dir()
+        for clip, windows in self._predictions.items():
+            save_npz(root / f"{clip}.npz", stitch_windows(clip, windows))
+        self._predictions = defaultdict(list)
+
+    # ------------------------------------------------------------------------------------------
+    # Optimisation
+    # ------------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        """AdamW (or the configured optimizer) and the configured scheduler, stepped per epoch."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(params)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+
+
+SEQUENCE_KEYS = (
+    "normalized_landmarks", "gaze", "rotation", "euler", "translation", "scale", "relocated", "gaze_vectors",
+)  # fmt: skip
+"""Per-frame arrays of a stage-1 prediction file."""
+
+
+def stitch_windows(clip: str, windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Join the generated windows of one clip, in frame order, into the arrays of its file.
+
+    Windows are placed at their ``start``; where windows overlap, the later window's frames win.
+    Frames no window covers (a gap) are an error.
+
+    Returns:
+        the arrays of ``<clip>.npz`` (see docs/data_format.md).
+    """
+    windows = sorted(windows, key=lambda w: w["start"])
+    length = max(w["start"] + len(w["scale"]) for w in windows)
+    covered = np.zeros(length, dtype=bool)
+    arrays: dict[str, Any] = {}
+    for key in SEQUENCE_KEYS:
+        first = windows[0][key]
+        arrays[key] = np.zeros((length, *first.shape[1:]), dtype=np.float32)
+    for window in windows:
+        start, frames = window["start"], len(window["scale"])
+        covered[start : start + frames] = True
+        for key in SEQUENCE_KEYS:
+            arrays[key][start : start + frames] = window[key]
+    first_frame = windows[0]["start"]
+    if not covered[first_frame:].all():
+        raise RuntimeError(f"predictions of clip {clip!r} leave frames uncovered between windows")
+    arrays = {key: value[first_frame:] for key, value in arrays.items()}
+    arrays.update(
+        {
+            "clip": np.str_(clip),
+            "start": np.int64(first_frame),
+            "emotion": np.str_(EMOTIONS[windows[0]["emotion"]]),
+            "level": np.int64(windows[0]["level"]),
+            "fps": np.int64(25),
+        }
+    )
+    return arrays
+
+
+__all__ = ["BATCH_FIELDS", "SpeechToLandmarks", "reference_pose", "stitch_windows"]
