@@ -67,7 +67,7 @@ def _member_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
         for info in archive.infolist():
-            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            name = info.filename.removesuffix(".npy")
             if info.compress_type != zipfile.ZIP_STORED:
                 with archive.open(info) as member:
                     arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
