@@ -50,8 +50,8 @@ def _top_level_help(tools: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def run_lightning_cli(args: Sequence[str]) -> None:
-    """Run LightningCLI on ``args`` (whose first item is the subcommand)."""
+def run_lightning_cli(args: Sequence[str] | None) -> None:
+    """Run LightningCLI on ``args`` (first item: the subcommand); ``None`` reads ``sys.argv``."""
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
@@ -66,15 +66,17 @@ def run_lightning_cli(args: Sequence[str]) -> None:
         parser_kwargs={"parser_mode": "omegaconf"},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        args=list(args),
+        seed_everything_default=0,
+        args=None if args is None else list(args),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``emoface`` console script."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINER_VERBS:
-        run_lightning_cli(argv)
+        run_lightning_cli(None if from_command_line else argv)
         return 0
     tools = _available_tools()
     if not argv or argv[0] in ("-h", "--help"):

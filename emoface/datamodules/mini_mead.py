@@ -117,8 +117,9 @@ def make_identity(name: str, seed: int) -> Identity:
     rng = _rng(seed, "identity", name)
     female = name.startswith("W")
     shape = MEAN_FACE_NP.astype(np.float64).copy()
-    shape[:, 0] *= rng.uniform(0.92, 1.08) * (0.96 if female else 1.02)
-    shape[:, 1] *= rng.uniform(0.93, 1.07)
+    shape[:, 0] *= rng.uniform(0.88, 1.12) * (0.96 if female else 1.02)
+    shape[:, 1] *= rng.uniform(0.9, 1.1)
+    shape[36:48, 0] += np.sign(shape[36:48, 0]) * rng.uniform(-0.03, 0.03)  # eye spacing
     jaw = np.arange(17)
     shape[jaw, 0] *= rng.uniform(0.92, 1.06)  # jaw width
     shape[27:36, 1] += np.linspace(0.0, 1.0, 9) * rng.uniform(-0.03, 0.03)  # nose length

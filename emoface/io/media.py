@@ -197,7 +197,7 @@ def read_video(path: PathLike, fps: float | None = None) -> VideoClip:
 def read_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
     """Decode the first audio track of a container as float32 mono ``(S,)`` in [-1, 1].
 
-    Channels are down-mixed and the signal resampled with FFmpeg's swresample.
+    Each channel is resampled with FFmpeg's swresample, then the channels are averaged.
 
     Raises:
         MediaError: missing, empty, corrupt/truncated file or no audio stream.
@@ -206,15 +206,17 @@ def read_audio(path: PathLike, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+        # Resample per channel (swresample), then average the channels: swresample's own
+        # down-mix weights channels by -3 dB, which changes the level of stereo recordings.
+        resampler = av.AudioResampler(format="fltp", rate=int(sample_rate))
         pieces: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler count samples itself
                 for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray().reshape(-1))
+                    pieces.append(out.to_ndarray().mean(0))
             for out in resampler.resample(None):
-                pieces.append(out.to_ndarray().reshape(-1))
+                pieces.append(out.to_ndarray().mean(0))
         except av.FFmpegError as error:
             raise MediaError(path, "corrupt or truncated", str(error)) from error
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
