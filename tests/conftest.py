@@ -22,3 +22,22 @@ def mini_mead_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from emoface.datamodules.mini_mead import make_mini_mead
 
     return make_mini_mead(tmp_path_factory.mktemp("mini-mead"), speakers=3, clips=1, seconds=1.0, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mini_mead_128(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mini-MEAD tree at 128x128 (eyes large enough for image-based gaze): 3 actors, 1 s clips."""
+    from emoface.datamodules.mini_mead import make_mini_mead
+
+    return make_mini_mead(tmp_path_factory.mktemp("mini-mead-128"), speakers=3, clips=1, seconds=1.0, size=128, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mead_cache_128(mini_mead_128: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``mini_mead_128`` preprocessed with the groundtruth backend into a feature cache (128 px crops)."""
+    from emoface.preprocessing.pipeline import PreprocessOptions, preprocess
+
+    cache = tmp_path_factory.mktemp("mead-cache-128")
+    summary = preprocess(mini_mead_128, cache, PreprocessOptions(backend="groundtruth", size=128), progress=False)
+    assert summary.failed == 0 and summary.ok_total == 66
+    return cache
