@@ -66,12 +66,12 @@ class EmotionAccuracy(FrozenEvaluatorMixin, Metric):
         out = self.net(MF.as_videos(videos), frame_chunk=self.frame_chunk)
         return MF.reorder_logits(out, self.labels)
 
-    def update(self, videos: Tensor, target: Tensor) -> None:
-        """Classify ``(B, T, 3, H, W)`` videos and count hits against ``target (B,)``."""
-        self.update_from_logits(self.logits(videos), target)
+    def update(self, videos: Tensor, target: Tensor, precomputed_logits: bool = False) -> None:
+        """Classify ``(B, T, 3, H, W)`` videos and count hits against ``target (B,)``.
 
-    def update_from_logits(self, logits: Tensor, target: Tensor) -> None:
-        """Count hits of precomputed ``(B, 8)`` logits (EMOTIONS order) against ``target (B,)``."""
+        With ``precomputed_logits=True``, ``videos`` are ``(B, 8)`` logits in EMOTIONS order.
+        """
+        logits = videos if precomputed_logits else self.logits(videos)
         target = target.to(self.correct.device).long()
         hits = (logits.argmax(-1).to(target.device) == target).double()
         self.correct += torch.bincount(target, weights=hits, minlength=NUM_EMOTIONS)

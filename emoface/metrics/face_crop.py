@@ -2,7 +2,7 @@
 
 It follows syncnet_python's ``run_pipeline.crop_video``: per frame a face box of half-size
 ``bs = max(w, h) / 2`` around its centre ``(mx, my)`` is smoothed over time with a median
-filter (kernel 13), the crop spans columns ``mx -+ bs (1 + cs)`` and rows ``my - bs`` to
+filter (kernel 13; edges repeated rather than zero-padded), the crop spans columns ``mx -+ bs (1 + cs)`` and rows ``my - bs`` to
 ``my + bs (1 + 2 cs)`` with ``cs = 0.4`` (the mouth and chin sit in the lower half), outside
 pixels are grey 110, and the crop is resized to 224 x 224. emoface takes the face box from the
 68 landmarks (x, y extent) instead of the S3FD detector, so that every method - and the ground
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.signal import medfilt
+from scipy.ndimage import median_filter
 from torch import Tensor
 from torchvision.ops import roi_align
 
@@ -37,7 +37,9 @@ def face_boxes(landmarks: Tensor, smooth: int = 13) -> Tensor:
     half = (hi - lo).max(-1).values / 2
     boxes = torch.cat([centre, half[:, None]], -1).numpy()
     if smooth > 1 and boxes.shape[0] > 1:
-        boxes = np.stack([medfilt(boxes[:, k], kernel_size=smooth) for k in range(3)], -1)
+        # Edge frames repeat (mode "nearest") instead of the reference's zero padding, which would
+        # shrink the boxes of the first and last 6 frames.
+        boxes = median_filter(boxes, size=(min(smooth, boxes.shape[0]), 1), mode="nearest")
     return torch.from_numpy(np.ascontiguousarray(boxes)).float()
 
 

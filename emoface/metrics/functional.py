@@ -464,13 +464,17 @@ def gaze_error(preds: Tensor, target: Tensor, confidence: Tensor | None = None) 
     return (err * w).sum(-1) / w.sum(-1).clamp_min(1e-12)
 
 
-def as_rotation(pose: Tensor) -> Tensor:
-    """``(..., 3, 3)`` matrices pass through; ``(..., 3)`` (yaw, pitch, roll) degrees are converted."""
-    if pose.shape[-2:] == (3, 3):
+def as_rotation(pose: Tensor, batch_dims: int = 2) -> Tensor:
+    """Rotation matrices from ``(*batch, 3, 3)`` matrices or ``(*batch, 3)`` (yaw, pitch, roll) degrees.
+
+    The format is decided by the number of dimensions (``batch_dims`` leading ones), so a clip of
+    3 frames of Euler angles ``(B, 3, 3)`` is not mistaken for matrices.
+    """
+    if pose.ndim == batch_dims + 2 and pose.shape[-2:] == (3, 3):
         return pose
-    if pose.shape[-1] == 3:
+    if pose.ndim == batch_dims + 1 and pose.shape[-1] == 3:
         return euler_to_matrix(pose)
-    raise ValueError(f"expected rotations (..., 3, 3) or Euler angles (..., 3), got {tuple(pose.shape)}")
+    raise ValueError(f"expected rotations (B, T, 3, 3) or Euler angles (B, T, 3), got {tuple(pose.shape)}")
 
 
 def pose_error(
