@@ -13,42 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from emoface.preprocessing.backends import (
     FaceAlignmentBackend,
     FaceAlignmentWeightsError,
-    face_alignment_weight_files,
+    make_stand_in_weights,
 )
-
-
-def _make_stand_in_weights(folder: Path) -> None:
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-    from face_alignment.models import FAN, ResNetDepth
-
-    names = face_alignment_weight_files()
-    fan_name = next(name for name in names if name.startswith("3DFAN4"))
-    depth_name = next(name for name in names if name.startswith("depth"))
-    sfd_name = next(name for name in names if name.startswith("s3fd"))
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    torch.save(FAN(4).state_dict(), folder / fan_name)
-    depth = ResNetDepth().state_dict()
-    torch.save({"state_dict": {f"module.{key}": value for key, value in depth.items()}}, folder / depth_name)
-    detector = s3fd()
-    with torch.no_grad():
-        for name, module in detector.named_modules():
-            if name.endswith("mbox_conf") and isinstance(module, torch.nn.Conv2d):
-                module.weight.mul_(0.01)
-                module.bias.zero_()
-                module.bias[-1] = 5.0  # the face channel (the last one) wins everywhere
-    torch.save(detector.state_dict(), folder / sfd_name)
 
 
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("torch-home")
-    _make_stand_in_weights(home / "hub" / "checkpoints")
+    make_stand_in_weights(home / "hub" / "checkpoints")
     return home
 
 

@@ -233,6 +233,43 @@ class FaceAlignmentBackend:
         return np.concatenate(all_landmarks), np.concatenate(all_found)
 
 
+def make_stand_in_weights(folder: str | os.PathLike, seed: int = 0) -> list[Path]:
+    """Write random-init stand-ins of face-alignment's weight files (for offline tests and benchmarks).
+
+    face-alignment's own networks (FAN-4, ResNetDepth, S3FD) are saved the way the real files are
+    (a plain FAN state dict; ``{"state_dict": {"module.*": ...}}`` for the depth net; a plain S3FD
+    state dict) under the file names the installed version fetches. The S3FD face-score biases are
+    raised so that every frame yields a face box. Landmarks from these are meaningless; the code
+    path and the compute cost are the real ones.
+
+    Returns:
+        the written files.
+    """
+    import torch
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN, ResNetDepth
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    names = face_alignment_weight_files()
+    fan_name = next(name for name in names if name.startswith("3DFAN4"))
+    depth_name = next(name for name in names if name.startswith("depth"))
+    sfd_name = next(name for name in names if name.startswith("s3fd"))
+    torch.manual_seed(seed)
+    torch.save(FAN(4).state_dict(), target / fan_name)
+    depth = ResNetDepth().state_dict()
+    torch.save({"state_dict": {f"module.{key}": value for key, value in depth.items()}}, target / depth_name)
+    detector = s3fd()
+    with torch.no_grad():
+        for name, module in detector.named_modules():
+            if name.endswith("mbox_conf") and isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(0.01)
+                module.bias.zero_()
+                module.bias[-1] = 5.0  # the face channel (the last one) wins everywhere
+    torch.save(detector.state_dict(), target / sfd_name)
+    return [target / fan_name, target / depth_name, target / sfd_name]
+
+
 def make_backend(name: str, device: str = "auto", batch_size: int = 16) -> GroundTruthBackend | FaceAlignmentBackend:
     """Instantiate a backend by name (see :data:`BACKENDS`)."""
     if name == "groundtruth":
