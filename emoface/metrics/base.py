@@ -61,7 +61,7 @@ class VideoMeanMetric(Metric):
             value = scores[key].detach().to(device=self.num_videos.device, dtype=torch.float64)
             setattr(self, f"sum_{key}", getattr(self, f"sum_{key}") + value.sum())
             count = value.numel()
-        self.num_videos += count or 0
+        self.num_videos = self.num_videos + (count or 0)
 
     def _means(self) -> dict[str, Tensor]:
         if self.num_videos == 0:

@@ -74,8 +74,8 @@ class EmotionAccuracy(FrozenEvaluatorMixin, Metric):
         logits = videos if precomputed_logits else self.logits(videos)
         target = target.to(self.correct.device).long()
         hits = (logits.argmax(-1).to(target.device) == target).double()
-        self.correct += torch.bincount(target, weights=hits, minlength=NUM_EMOTIONS)
-        self.total += torch.bincount(target, minlength=NUM_EMOTIONS).double()
+        self.correct = self.correct + torch.bincount(target, weights=hits, minlength=NUM_EMOTIONS)
+        self.total = self.total + torch.bincount(target, minlength=NUM_EMOTIONS).double()
 
     def compute(self) -> dict[str, Tensor]:
         """``{"accuracy": (), "per_class": (8,)}``."""
