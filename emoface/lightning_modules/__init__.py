@@ -1,3 +1,5 @@
 
 from emoface.lightning_modules.cue_emotion_classifier import CueEmotionClassifier
+from emoface.lightning_modules.emotion_classifier import EmotionClassifier
 from emoface.lightning_modules.speech_to_landmarks import SpeechToLandmarks
+from emoface.lightning_modules.syncnet_trainer import SyncNetTrainer

@@ -2,5 +2,7 @@
 from emoface.networks.audio import AudioEncoder
 from emoface.networks.conditioning import EmotionEmbedding, ReferenceEncoder
 from emoface.networks.cue_classifier import CueEmotionClassifierNet
+from emoface.networks.emotion_fan import EmotionFAN
 from emoface.networks.sequentializer import CueOutput, LandmarkSequentializer, Reference
 from emoface.networks.speech_to_landmarks import SpeechToLandmarksNet
+from emoface.networks.syncnet import SyncNet

@@ -1,0 +1,86 @@
+"""Training the Emotion-FAN video emotion classifier on cropped MEAD frames."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from emoface.emotions import NUM_EMOTIONS
+from emoface.metrics import EmotionAccuracy
+from emoface.networks.emotion_fan import EmotionFAN
+
+
+class EmotionClassifier(L.LightningModule):
+    """Cross-entropy training of :class:`EmotionFAN` on video windows.
+
+    Batches come from :class:`emoface.datamodules.MEADDataModule` with ``fields: [frames]``:
+    ``frames (B, T, 3, H, W)`` uint8 RGB crops and ``emotion (B,)`` indices in
+    :data:`emoface.emotions.EMOTIONS` (the network's label order). Validation / test report the
+    video-level accuracy with :class:`emoface.metrics.EmotionAccuracy`.
+
+    Args:
+        net: the classifier.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+    """
+
+    def __init__(self, net: EmotionFAN, lr: float = 1e-3, weight_decay: float = 1e-4) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.val_accuracy = EmotionAccuracy(net=torch.nn.Identity(), labels=net.labels)
+        self.test_accuracy = EmotionAccuracy(net=torch.nn.Identity(), labels=net.labels)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """``(B, T, 3, H, W)`` -> ``(B, 8)`` logits."""
+        return self.net(frames)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["frames"])
+        loss = F.cross_entropy(logits, batch["emotion"])
+        acc = (logits.argmax(-1) == batch["emotion"]).float().mean()
+        self.log_dict({"train/loss": loss, "train/acc": acc}, prog_bar=True, batch_size=logits.shape[0])
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], metric: EmotionAccuracy, stage: str) -> None:
+        logits = self(batch["frames"])
+        metric.update(logits, batch["emotion"], precomputed_logits=True)
+        self.log(
+            f"{stage}/loss",
+            F.cross_entropy(logits, batch["emotion"]),
+            sync_dist=True,
+            batch_size=logits.shape[0],
+        )
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_accuracy, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_accuracy, "test")
+
+    def _log_accuracy(self, metric: EmotionAccuracy, stage: str) -> None:
+        out = metric.compute()
+        self.log(f"{stage}/acc", out["accuracy"].float())
+        metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accuracy(self.val_accuracy, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accuracy(self.test_accuracy, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(
+            self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+
+    def export(self, path: str | os.PathLike) -> None:
+        """Write the classifier for :meth:`EmotionFAN.from_pretrained` / :class:`EmotionAccuracy`."""
+        assert_classes = len(self.net.labels) == NUM_EMOTIONS
+        if not assert_classes:
+            raise ValueError("only 8-class MEAD classifiers can be exported for EmotionAccuracy")
+        self.net.export(path)
