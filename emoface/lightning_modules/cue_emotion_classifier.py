@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from emoface.networks.cue_classifier import CueEmotionClassifierNet
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 CLASSIFIER_PREFIX = "classifier."
 """Prefix of the classifier's weights in this module's ``state_dict`` (and its checkpoints)."""
 
@@ -40,7 +39,7 @@ class CueEmotionClassifier(LightningModule):
     def __init__(
         self,
         classifier: CueEmotionClassifierNet | None = None,
-        optimizer: OptimizerFactory | None = None,
+        optimizer: OptimizerCallable | None = None,
         landmark_noise: float = 0.005,
         gaze_noise: float = 1.0,
     ) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -54,9 +54,6 @@ from emoface.networks.cue_classifier import CueEmotionClassifierNet
 from emoface.networks.cues import cue_features
 from emoface.networks.sequentializer import CueOutput, Reference
 from emoface.networks.speech_to_landmarks import SpeechToLandmarksNet
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 BATCH_FIELDS = ("audio", "normalized_landmarks", "landmarks", "pose", "gaze", "reference")
 """MEADDataModule ``fields`` this module reads (docs/data_format.md)."""
@@ -120,8 +117,8 @@ class SpeechToLandmarks(LightningModule):
         sampling_max: float = 0.5,
         sampling_start: int = 200,
         sampling_ramp: int = 1000,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: SchedulerFactory | None = None,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         output_dir: str | None = None,
         figure_every_n_epochs: int = 1,
     ) -> None:
@@ -186,6 +183,18 @@ class SpeechToLandmarks(LightningModule):
         if self.frozen_classifier:
             self.classifier.eval()
         return self
+
+    def on_train_epoch_start(self) -> None:
+        """Give epoch-seeded samplers the true epoch number.
+
+        Lightning sets a sampler's epoch from its "processed epochs" counter, which a run resumed
+        from an end-of-epoch checkpoint restores one short; the epoch number itself is restored
+        correctly, so a resumed run would otherwise replay the previous epoch's windows.
+        """
+        loader = self.trainer.train_dataloader
+        for candidate in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+            if hasattr(candidate, "set_epoch"):
+                candidate.set_epoch(self.current_epoch)
 
     def sampling_probability(self) -> float:
         """Scheduled-sampling probability at the current optimizer step."""

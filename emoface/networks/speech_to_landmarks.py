@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from emoface.networks.audio import AudioEncoder
-from emoface.networks.cues import GazeBins
 from emoface.networks.conditioning import EmotionEmbedding, ReferenceEncoder
+from emoface.networks.cues import GazeBins
 from emoface.networks.sequentializer import CueOutput, LandmarkSequentializer, Reference
 
 

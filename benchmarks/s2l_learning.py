@@ -1,0 +1,224 @@
+"""Proof that stage 1 (SpeechToLandmarks) learns, on the embedded mini-MEAD's held-out actor.
+
+    python benchmarks/s2l_learning.py            # ~10 min on 2 CPU cores, fixed seed
+
+Steps: train the collaborative cue emotion classifier on real cue windows (its checkpoint is then
+loaded frozen by S2L, as ``configs/s2l.yaml`` does with ``emotion_classifier_checkpoint``), train
+S2L, train the no-emotion-loss ablation, then evaluate free-running generation on the test
+actor's windows and print the learning table. Criteria (exit status 1 when one fails):
+
+* M-LMD at least 30 % lower than (a) the still reference face and (b) the same model with the
+  audio features zeroed;
+* emotion accuracy (frozen classifier) of generated sequences >= 0.8 (the ablation is reported);
+* gaze and head-rotation errors below the "predict the training mean" baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+M_LMD_MARGIN = 0.30
+MIN_EMOTION_ACCURACY = 0.80
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/s2l_learning", help="working directory (checkpoints, logs)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--classifier-epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40, help="S2L epochs (each of the two S2L runs)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--window", type=int, default=32, help="frames per training window")
+    parser.add_argument("--cache-dir", default=None, help="preprocessed cache (default: the embedded mini-MEAD)")
+    return parser.parse_args(argv)
+
+
+def make_datamodule(args: argparse.Namespace) -> Any:
+    """The MEADDataModule on the embedded mini-MEAD with every field stage 1 reads."""
+    from emoface.datamodules import MEADDataModule
+    from emoface.lightning_modules.speech_to_landmarks import BATCH_FIELDS
+
+    return MEADDataModule(
+        cache_dir=args.cache_dir,
+        fields=list(BATCH_FIELDS),
+        window=args.window,
+        batch_size=args.batch_size,
+        num_workers=0,
+        seed=args.seed,
+    )
+
+
+def trainer(root: Path, epochs: int, name: str) -> Any:
+    """A quiet CPU trainer that keeps a CSV log and the last checkpoint."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        default_root_dir=str(root / name),
+        logger=CSVLogger(str(root), name=name),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=max(1, epochs // 4),
+        log_every_n_steps=10,
+        deterministic=True,
+    )
+
+
+def train_classifier(args: argparse.Namespace, datamodule: Any, root: Path) -> Path:
+    from emoface.lightning_modules import CueEmotionClassifier
+    from emoface.networks import CueEmotionClassifierNet
+
+    model = CueEmotionClassifier(CueEmotionClassifierNet())
+    fit = trainer(root, args.classifier_epochs, "classifier")
+    fit.fit(model, datamodule=datamodule)
+    path = root / "cue_emotion_classifier.ckpt"
+    fit.save_checkpoint(str(path))
+    return path
+
+
+def train_s2l(args: argparse.Namespace, datamodule: Any, root: Path, classifier: Path, name: str, **kwargs: Any) -> Any:
+    import lightning as L
+
+    from emoface.lightning_modules import SpeechToLandmarks
+    from emoface.networks import CueEmotionClassifierNet, SpeechToLandmarksNet
+
+    L.seed_everything(args.seed, verbose=False)
+    model = SpeechToLandmarks(
+        SpeechToLandmarksNet(),
+        CueEmotionClassifierNet(),
+        emotion_classifier_checkpoint=str(classifier),
+        sampling_start=100,
+        sampling_ramp=300,
+        sampling_max=0.5,
+        figure_every_n_epochs=0,
+        **kwargs,
+    )
+    trainer(root, args.epochs, name).fit(model, datamodule=datamodule)
+    return model.eval()
+
+
+def training_means(datamodule: Any) -> dict[str, torch.Tensor]:
+    """Training-set means of gaze, head rotation (mean Euler angles) and translation."""
+    sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(()))
+    count = 0
+    for batch in datamodule.train_dataloader():
+        frames = batch["gaze"].shape[0] * batch["gaze"].shape[1]
+        sums["gaze"] = sums["gaze"] + batch["gaze"].flatten(0, 1).sum(0)
+        sums["euler"] = sums["euler"] + batch["euler"].flatten(0, 1).sum(0)
+        sums["translation"] = sums["translation"] + batch["translation"].flatten(0, 1).sum(0)
+        count += frames
+    return {key: value / count for key, value in sums.items()}
+
+
+@torch.no_grad()
+def evaluate(models: dict[str, Any], datamodule: Any, means: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Free-running evaluation of every row of the table on the test windows (means over windows)."""
+    from emoface.geometry.rotations import euler_to_matrix
+    from emoface.metrics import functional as MF
+
+    rows: dict[str, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
+    model = models["S2L"]
+    for batch in datamodule.test_dataloader():
+        scale = batch["scale"][..., None, None]
+        true = batch["normalized_landmarks"] * scale
+        for name, system in models.items():
+            out = system.generate(batch)
+            for key, value in system.evaluate(out, batch).items():
+                rows[name][key].append(value)
+        silent = dict(batch, audio=torch.zeros_like(batch["audio"]))
+        for key, value in model.evaluate(model.generate(silent), silent).items():
+            rows["S2L, audio zeroed"][key].append(value)
+        still = batch["ref_normalized_landmarks"][:, None].expand_as(batch["normalized_landmarks"]) * scale
+        for key, value in MF.landmark_distance(still, true).items():
+            rows["still reference"][key].append(value)
+        real = model.classify(batch["normalized_landmarks"], batch["gaze"], batch["rotation"], critic=True)
+        rows["real cues"]["emotion_accuracy"].append((real.argmax(-1) == batch["emotion"]).double())
+        shape = batch["gaze"].shape
+        gaze = means["gaze"].expand(shape)
+        rows["train mean"]["gaze_error"].append(MF.gaze_error(gaze, batch["gaze"], batch.get("gaze_confidence")))
+        rotation = euler_to_matrix(means["euler"]).expand_as(batch["rotation"])
+        translation = means["translation"].expand_as(batch["translation"])
+        pose = MF.pose_error(rotation, batch["rotation"], translation, batch["translation"])
+        rows["train mean"]["rotation_error"].append(pose["rotation"])
+        rows["train mean"]["translation_error"].append(pose["translation"])
+    return {name: {k: float(torch.cat(v).mean()) for k, v in metrics.items()} for name, metrics in rows.items()}
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    columns = ["m_lmd", "lmd", "f_lmd", "gaze_error", "rotation_error", "translation_error", "emotion_accuracy"]
+    lines = [f"{'':<24}" + "".join(f"{c:>18}" for c in columns)]
+    for name, metrics in results.items():
+        cells = "".join(f"{metrics[c]:>18.3f}" if c in metrics else f"{'-':>18}" for c in columns)
+        lines.append(f"{name:<24}{cells}")
+    return "\n".join(lines)
+
+
+def criteria(results: dict[str, dict[str, float]]) -> list[tuple[str, bool]]:
+    s2l = results["S2L"]
+    limit = 1.0 - M_LMD_MARGIN
+    return [
+        (f"M-LMD <= {limit:.2f} x still reference ({s2l['m_lmd']:.3f} vs {results['still reference']['m_lmd']:.3f})",
+         s2l["m_lmd"] <= limit * results["still reference"]["m_lmd"]),
+        (f"M-LMD <= {limit:.2f} x audio zeroed ({s2l['m_lmd']:.3f} vs {results['S2L, audio zeroed']['m_lmd']:.3f})",
+         s2l["m_lmd"] <= limit * results["S2L, audio zeroed"]["m_lmd"]),
+        (f"emotion accuracy >= {MIN_EMOTION_ACCURACY} ({s2l['emotion_accuracy']:.3f}; without emotion loss: "
+         f"{results['S2L, no emotion loss']['emotion_accuracy']:.3f})", s2l["emotion_accuracy"] >= MIN_EMOTION_ACCURACY),
+        (f"gaze error < train mean ({s2l['gaze_error']:.2f} vs {results['train mean']['gaze_error']:.2f} deg)",
+         s2l["gaze_error"] < results["train mean"]["gaze_error"]),
+        (f"rotation error < train mean ({s2l['rotation_error']:.2f} vs {results['train mean']['rotation_error']:.2f} deg)",
+         s2l["rotation_error"] < results["train mean"]["rotation_error"]),
+        (f"translation error < train mean ({s2l['translation_error']:.2f} vs "
+         f"{results['train mean']['translation_error']:.2f} px)",
+         s2l["translation_error"] < results["train mean"]["translation_error"]),
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    import lightning as L
+
+    start = time.time()
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(args.seed, verbose=False)
+    datamodule = make_datamodule(args)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    print(f"[{time.time() - start:6.0f}s] data ready", flush=True)
+    classifier = train_classifier(args, datamodule, root)
+    print(f"[{time.time() - start:6.0f}s] collaborative classifier trained -> {classifier}", flush=True)
+    full = train_s2l(args, datamodule, root, classifier, "s2l")
+    print(f"[{time.time() - start:6.0f}s] S2L trained", flush=True)
+    ablation = train_s2l(args, datamodule, root, classifier, "s2l_no_emotion_loss", emotion_loss_weight=0.0)
+    print(f"[{time.time() - start:6.0f}s] S2L without emotion loss trained", flush=True)
+    results = evaluate({"S2L": full, "S2L, no emotion loss": ablation}, datamodule, training_means(datamodule))
+    order = ["S2L", "S2L, no emotion loss", "S2L, audio zeroed", "still reference", "train mean", "real cues"]
+    results = {name: results[name] for name in order}
+    print("\nS2L learning table (mini-MEAD test actor, free-running; landmark distances in px, angles in deg)")
+    print(table(results))
+    checks = criteria(results)
+    print()
+    for text, ok in checks:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
+    print(f"\ntotal time {time.time() - start:.0f}s")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
