@@ -48,7 +48,7 @@ def test_batched_backend_runs_face_alignment_end_to_end(
     from emoface.io import read_video
 
     frames = read_video(mini_mead_small / "M005/video/front/neutral/level_1/001.mp4", fps=25).frames[:3]
-    backend = FaceAlignmentBackend(device="cpu", batch_size=2)
+    backend = FaceAlignmentBackend(device="cpu", batch_size=2, flip_input=False)
     landmarks, found = backend.landmarks_from_chunks([frames[:2], frames[2:]])
     assert landmarks.shape == (3, 68, 3) and found.all() and np.isfinite(landmarks).all()
 
