@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--classifier-epochs", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=40, help="S2L epochs (each of the two S2L runs)")
+    parser.add_argument("--epochs", type=int, default=12, help="S2L epochs (each of the two S2L runs)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=int, default=32, help="frames per training window")
     parser.add_argument("--cache-dir", default=None, help="preprocessed cache (default: the embedded mini-MEAD)")
@@ -71,7 +71,7 @@ def trainer(root: Path, epochs: int, name: str) -> Any:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        check_val_every_n_epoch=max(1, epochs // 4),
+        check_val_every_n_epoch=epochs,
         log_every_n_steps=10,
         deterministic=True,
     )
@@ -97,7 +97,7 @@ def train_s2l(args: argparse.Namespace, datamodule: Any, root: Path, classifier:
 
     L.seed_everything(args.seed, verbose=False)
     model = SpeechToLandmarks(
-        SpeechToLandmarksNet(),
+        SpeechToLandmarksNet(audio_dim=64, hidden=128),
         CueEmotionClassifierNet(),
         emotion_classifier_checkpoint=str(classifier),
         sampling_start=100,
@@ -144,7 +144,8 @@ def evaluate(models: dict[str, Any], datamodule: Any, means: dict[str, torch.Ten
         still = batch["ref_normalized_landmarks"][:, None].expand_as(batch["normalized_landmarks"]) * scale
         for key, value in MF.landmark_distance(still, true).items():
             rows["still reference"][key].append(value)
-        real = model.classify(batch["normalized_landmarks"], batch["gaze"], batch["rotation"], critic=True)
+        real = model.classify(batch["normalized_landmarks"], batch["gaze"], batch["rotation"], True,
+                              batch["ref_normalized_landmarks"])
         rows["real cues"]["emotion_accuracy"].append((real.argmax(-1) == batch["emotion"]).double())
         shape = batch["gaze"].shape
         gaze = means["gaze"].expand(shape)

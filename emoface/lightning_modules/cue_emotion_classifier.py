@@ -55,16 +55,18 @@ class CueEmotionClassifier(LightningModule):
         self.landmark_noise = landmark_noise
         self.gaze_noise = gaze_noise
 
-    def forward(self, normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor) -> Tensor:
-        """``(B, T, 68, 3)``, ``(B, T, 2, 2)``, ``(B, T, 3, 3)`` -> logits ``(B, 8)``."""
-        return self.classifier(normalized_landmarks, gaze, rotation)
+    def forward(
+        self, normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor, reference: Tensor | None = None
+    ) -> Tensor:
+        """``(B, T, 68, 3)``, ``(B, T, 2, 2)``, ``(B, T, 3, 3)``, ref ``(B, 68, 3)`` -> logits ``(B, 8)``."""
+        return self.classifier(normalized_landmarks, gaze, rotation, reference)
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
         landmarks, gaze = batch["normalized_landmarks"], batch["gaze"]
         if stage == "train":
             landmarks = landmarks + self.landmark_noise * torch.randn_like(landmarks)
             gaze = gaze + self.gaze_noise * torch.randn_like(gaze)
-        logits = self(landmarks, gaze, batch["rotation"])
+        logits = self(landmarks, gaze, batch["rotation"], batch.get("ref_normalized_landmarks"))
         loss = F.cross_entropy(logits, batch["emotion"])
         accuracy = (logits.argmax(-1) == batch["emotion"]).float().mean()
         batch_size = logits.shape[0]

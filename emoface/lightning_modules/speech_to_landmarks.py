@@ -256,21 +256,24 @@ class SpeechToLandmarks(LightningModule):
             scale = reference.scale.unsqueeze(1).expand(batch, frames)
         return out._replace(gaze=gaze, rotation=rotation, translation=translation, scale=scale)
 
-    def classify(self, normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor, critic: bool) -> Tensor:
+    def classify(
+        self, normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor, critic: bool, reference: Tensor | None = None
+    ) -> Tensor:
         """Emotion logits ``(B, 8)`` of cue sequences by the collaborative classifier.
 
         Args:
             normalized_landmarks: ``(B, T, 68, 3)``.
             gaze: ``(B, T, 2, 2)`` degrees.
             rotation: ``(B, T, 3, 3)``.
+            reference: ``(B, 68, 3)`` reference normalized landmarks (identity removal).
             critic: use the classifier as a fixed critic: gradients reach the cues but never the
                 classifier's weights (they are detached for this call).
         """
         if not critic or self.frozen_classifier:
-            return self.classifier(normalized_landmarks, gaze, rotation)
+            return self.classifier(normalized_landmarks, gaze, rotation, reference)
         params = {name: value.detach() for name, value in self.classifier.named_parameters()}
         params.update(dict(self.classifier.named_buffers()))
-        return torch.func.functional_call(self.classifier, params, (normalized_landmarks, gaze, rotation))
+        return torch.func.functional_call(self.classifier, params, (normalized_landmarks, gaze, rotation, reference))
 
     # ------------------------------------------------------------------------------------------
     # Losses
@@ -300,12 +303,12 @@ class SpeechToLandmarks(LightningModule):
             scale_error = torch.log(out.scale / batch["scale"]).abs().mean()
             terms["pose"] = rotation_error + translation_error + 10.0 * scale_error
         if self.weights["emotion"] > 0:
-            logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, critic=True)
+            logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, batch["ref_normalized_landmarks"])
             terms["emotion"] = F.cross_entropy(logits, batch["emotion"])
         if self.weights["classifier"] > 0:
             gaze = batch["gaze"] if self.use_gaze else torch.zeros_like(batch["gaze"])
             rotation = batch["rotation"] if self.use_pose else torch.eye(3).to(batch["rotation"]).expand_as(batch["rotation"])
-            logits = self.classify(target, gaze, rotation, critic=False)
+            logits = self.classify(target, gaze, rotation, False, batch["ref_normalized_landmarks"])
             terms["classifier"] = F.cross_entropy(logits, batch["emotion"])
         return terms
 
@@ -342,7 +345,7 @@ class SpeechToLandmarks(LightningModule):
         metrics["gaze_error"] = MF.gaze_error(out.gaze, batch["gaze"], batch.get("gaze_confidence"))
         pose = MF.pose_error(out.rotation, batch["rotation"], out.translation, batch["translation"])
         metrics["rotation_error"], metrics["translation_error"] = pose["rotation"], pose["translation"]
-        logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, critic=True)
+        logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, batch["ref_normalized_landmarks"])
         metrics["emotion_accuracy"] = (logits.argmax(-1) == batch["emotion"]).double()
         return metrics
 
@@ -366,7 +369,7 @@ class SpeechToLandmarks(LightningModule):
         metrics["posed_landmarks"].update(relocated.landmarks, batch["landmarks"])
         metrics["gaze"].update(out.gaze, batch["gaze"], batch.get("gaze_confidence"))
         metrics["pose"].update(out.rotation, batch["rotation"], out.translation, batch["translation"])
-        logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, critic=True)
+        logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, batch["ref_normalized_landmarks"])
         metrics["emotion"].update(logits.argmax(-1), batch["emotion"])
         return out
 

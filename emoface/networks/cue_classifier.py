@@ -50,13 +50,16 @@ class CueEmotionClassifierNet(nn.Module):
         )
         self.head = nn.Sequential(nn.LayerNorm(2 * hidden), nn.Dropout(dropout), nn.Linear(2 * hidden, num_classes))
 
-    def forward(self, normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor) -> Tensor:
+    def forward(
+        self, normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor, reference: Tensor | None = None
+    ) -> Tensor:
         """Classify cue sequences.
 
         Args:
             normalized_landmarks: ``(B, T, 68, 3)`` canonical frame.
             gaze: ``(B, T, 2, 2)`` per-eye (yaw, pitch) degrees.
             rotation: ``(B, T, 3, 3)`` head rotation.
+            reference: ``(B, 68, 3)`` the actor's reference normalized landmarks (identity removal).
 
         Returns:
             ``(B, num_classes)`` logits.
@@ -65,7 +68,7 @@ class CueEmotionClassifierNet(nn.Module):
             gaze = torch.zeros_like(gaze)
         if not self.use_pose:
             rotation = torch.eye(3, dtype=rotation.dtype, device=rotation.device).expand_as(rotation)
-        x = self.frame(classifier_features(normalized_landmarks, gaze, rotation))  # (B, T, H)
+        x = self.frame(classifier_features(normalized_landmarks, gaze, rotation, reference))  # (B, T, H)
         x = self.temporal(x.transpose(1, 2))  # (B, H, T)
         pooled = torch.cat([x.mean(-1), x.amax(-1)], -1)
         return self.head(pooled)

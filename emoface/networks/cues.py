@@ -74,19 +74,25 @@ def cue_features(
     )
 
 
-def classifier_features(normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor) -> Tensor:
-    """Cues as the collaborative emotion classifier reads them (no reference, no camera terms).
+def classifier_features(
+    normalized_landmarks: Tensor, gaze: Tensor, rotation: Tensor, reference: Tensor | None = None
+) -> Tensor:
+    """Cues as the collaborative emotion classifier reads them (no camera terms).
 
     Args:
         normalized_landmarks: ``(B, T, 68, 3)``.
         gaze: ``(B, T, 2, 2)`` degrees.
         rotation: ``(B, T, 3, 3)``.
+        reference: ``(B, 68, 3)`` the actor's reference face; when given, landmarks are read as
+            displacements from it, which removes the identity (face shape) from the expression.
 
     Returns:
         ``(B, T, CLASSIFIER_FEATURES)``.
     """
     batch, frames = normalized_landmarks.shape[:2]
     centred = normalized_landmarks - normalized_landmarks.mean(-2, keepdim=True)
+    if reference is not None:
+        centred = centred - (reference - reference.mean(-2, keepdim=True)).unsqueeze(1)
     return torch.cat(
         [
             centred.reshape(batch, frames, -1) * LANDMARK_FEATURE_SCALE,
