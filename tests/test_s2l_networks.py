@@ -15,7 +15,7 @@ from emoface.lightning_modules.cue_emotion_classifier import CueEmotionClassifie
 from emoface.lightning_modules.speech_to_landmarks import SpeechToLandmarks, reference_pose, stitch_windows
 from emoface.networks import CueEmotionClassifierNet, SpeechToLandmarksNet
 from emoface.networks.audio import AudioEncoder, frame_windows
-from emoface.networks.cues import CUE_FEATURES, GazeBins
+from emoface.networks.cues import CUE_FEATURES, CUE_SLICES, GazeBins
 
 TINY = dict(audio_dim=16, emotion_dim=8, identity_dim=8, hidden=32, gaze_bins=6)
 
@@ -101,6 +101,30 @@ def test_step_by_step_teacher_forcing_equals_the_one_call_path() -> None:
     fed_back = net(*args, sampling_probability=1.0)  # always its own outputs: equals free running
     free = net(batch["audio"], batch["emotion"], batch["level"], reference)
     torch.testing.assert_close(fed_back.normalized_landmarks, free.normalized_landmarks, atol=1e-5, rtol=1e-5)
+
+
+def test_pose_and_gaze_are_never_teacher_forced_by_default() -> None:
+    """Teacher forcing feeds the real previous landmarks only; pose and gaze are fed back from the
+    network's own outputs in training too (they are what free running generates from)."""
+    torch.manual_seed(0)
+    batch = synthetic_batch()
+    reference = reference_pose(batch)
+    teacher = torch.randn(3, 10, CUE_FEATURES)
+    other = teacher.clone()
+    other[..., CUE_SLICES["gaze"]] += 1.0
+    other[..., CUE_SLICES["pose"]] += 1.0
+    args = (batch["audio"], batch["emotion"], batch["level"], reference)
+    net = SpeechToLandmarksNet(**TINY).eval()
+    assert net.sequentializer.free_running_cues == ("gaze", "pose")
+    for a, b in zip(net(*args, teacher), net(*args, other)):
+        torch.testing.assert_close(a, b)
+    changed = teacher.clone()
+    changed[..., CUE_SLICES["landmarks"]] += 1.0
+    assert not torch.allclose(net(*args, teacher).normalized_landmarks, net(*args, changed).normalized_landmarks)
+    classic = SpeechToLandmarksNet(free_running_cues=(), **TINY).eval()
+    assert not torch.allclose(classic(*args, teacher).rotation, classic(*args, other).rotation)
+    with pytest.raises(ValueError, match="free_running_cues"):
+        SpeechToLandmarksNet(free_running_cues=("head",), **TINY)
 
 
 def test_free_running_is_causal_up_to_the_audio_lookahead() -> None:

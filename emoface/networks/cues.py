@@ -22,6 +22,12 @@ IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 CUE_FEATURES = NUM_LANDMARKS * 3 + 4 + 6 + 3 + 1
 """Width of :func:`cue_features`: landmark offsets, gaze, 6D rotation, translation, log-scale."""
+CUE_SLICES = {
+    "landmarks": slice(0, NUM_LANDMARKS * 3),
+    "gaze": slice(NUM_LANDMARKS * 3, NUM_LANDMARKS * 3 + 4),
+    "pose": slice(NUM_LANDMARKS * 3 + 4, CUE_FEATURES),
+}
+"""Where each cue sits in :func:`cue_features`."""
 CLASSIFIER_FEATURES = NUM_LANDMARKS * 3 + 4 + 6
 """Width of :func:`classifier_features`: centred landmarks, gaze, 6D rotation."""
 
@@ -146,6 +152,7 @@ def xavier_small_(linear: nn.Linear, gain: float = 0.1) -> None:
 __all__ = [
     "CLASSIFIER_FEATURES",
     "CUE_FEATURES",
+    "CUE_SLICES",
     "GazeBins",
     "classifier_features",
     "cue_features",

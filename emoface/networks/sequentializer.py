@@ -7,10 +7,24 @@ the whole prefix, O(n) per frame, and needs a KV cache to match), it trains well
 windows stage 1 uses, and it runs fast on CPU, where the project's tests and benchmark run. The
 same ``nn.GRU`` serves the teacher-forced path (one call over the whole window) and the
 step-by-step path (scheduled sampling, free running), so both share weights exactly.
+
+Teacher forcing only for the cues the inputs determine. Normalized landmarks follow the audio
+(lips), the emotion and level (expression) and the reference (identity), so feeding the real
+previous landmarks in training teaches the same mapping free running uses. Head pose and gaze do
+not: beyond their emotion-dependent statistics (and the speech nods) they wander (head motion,
+fixations and saccades) in ways no input predicts. Teacher-forced on them, the network learns
+"continue the previous pose/gaze", which wins the training loss, but free running it then
+continues its own first guess and invents motion uncorrelated with the real one, drifting further
+the longer it is trained (its pose error ends above the "predict the training mean" baseline).
+``free_running_cues`` (default: gaze and pose) are therefore always fed back from the network's
+own previous output, in training too, so each frame's pose and gaze are trained exactly as they
+are generated: the L1 losses then make them the best prediction from the inputs (emotion, level,
+audio, identity and the generated history), which is what a deterministic generator should give.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -18,7 +32,10 @@ from torch import Tensor, nn
 
 from emoface.geometry.landmarks import NUM_LANDMARKS
 from emoface.geometry.rotations import rotation_6d_to_matrix
-from emoface.networks.cues import CUE_FEATURES, GazeBins, cue_features, identity_6d, xavier_small_
+from emoface.networks.cues import CUE_FEATURES, CUE_SLICES, GazeBins, cue_features, identity_6d, xavier_small_
+
+FEEDBACK_CUES = ("landmarks", "gaze", "pose")
+"""Cue names ``free_running_cues`` accepts."""
 
 
 class Reference(NamedTuple):
@@ -115,6 +132,10 @@ class LandmarkSequentializer(nn.Module):
         autoregressive: when False, the previous-cue input is dropped and the whole window is
             decoded in one pass (no step depends on a generated output): the "parallel decoding"
             ablation.
+        free_running_cues: cues (``landmarks``, ``gaze``, ``pose``) never teacher-forced: in
+            training too, step ``n`` is fed the network's own (detached) cues of step ``n - 1``
+            for them (module docstring). Empty: classic teacher forcing with scheduled sampling
+            on every cue.
     """
 
     def __init__(
@@ -126,9 +147,18 @@ class LandmarkSequentializer(nn.Module):
         gaze_bins: int = 12,
         gaze_max_angle: float = 30.0,
         autoregressive: bool = True,
+        free_running_cues: Sequence[str] = ("gaze", "pose"),
     ) -> None:
         super().__init__()
+        unknown = set(free_running_cues) - set(FEEDBACK_CUES)
+        if unknown:
+            raise ValueError(f"free_running_cues must be among {FEEDBACK_CUES}, got {sorted(unknown)}")
         self.autoregressive = autoregressive
+        self.free_running_cues = tuple(cue for cue in FEEDBACK_CUES if cue in free_running_cues)
+        own = torch.zeros(CUE_FEATURES, dtype=torch.bool)
+        for cue in self.free_running_cues:
+            own[CUE_SLICES[cue]] = True
+        self.register_buffer("own_feedback", own, persistent=False)
         self.hidden = hidden
         self.cue_proj = nn.Sequential(nn.Linear(CUE_FEATURES, cue_dim), nn.GELU())
         in_dim = cue_dim + audio_dim + condition_dim
@@ -163,7 +193,8 @@ class LandmarkSequentializer(nn.Module):
                 previous step's own output).
             sampling_probability: scheduled sampling: with teacher forcing, the probability, per
                 sequence and step, of feeding the model's own previous output instead of the
-                ground truth (Bengio et al. 2015). Own outputs fed back are detached.
+                ground truth (Bengio et al. 2015). Own outputs fed back are detached. The
+                ``free_running_cues`` are always the network's own, whatever the probability.
 
         Returns:
             :class:`CueOutput` with ``T`` frames.
@@ -171,7 +202,8 @@ class LandmarkSequentializer(nn.Module):
         batch, frames = audio.shape[:2]
         start = torch.zeros(batch, 1, CUE_FEATURES, dtype=audio.dtype, device=audio.device)
         state = torch.tanh(self.init_state(condition)).unsqueeze(0).contiguous()  # (1, B, H)
-        parallel = not self.autoregressive or (teacher is not None and sampling_probability <= 0.0)
+        forced_only = not self.free_running_cues and sampling_probability <= 0.0
+        parallel = not self.autoregressive or (teacher is not None and forced_only)
         if parallel:
             previous = start if teacher is None else torch.cat([start, teacher[:, :-1]], 1)
             previous = previous.expand(batch, frames, CUE_FEATURES) if teacher is None else previous
@@ -184,6 +216,7 @@ class LandmarkSequentializer(nn.Module):
         for n in range(frames):
             if teacher is not None and n > 0:
                 use_own = torch.rand(batch, 1, 1, device=audio.device) < sampling_probability
+                use_own = use_own | self.own_feedback
                 previous = torch.where(use_own, previous.detach(), teacher[:, n - 1 : n])
             x = self._step_inputs(previous, audio[:, n : n + 1], condition)
             hidden, state = self.gru(x, state)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -24,6 +26,9 @@ class SpeechToLandmarksNet(nn.Module):
         gaze_bins: bins per gaze angle (yaw and pitch each).
         gaze_max_angle: half range of the gaze bins, degrees.
         autoregressive: feed each step's cues to the next (False: parallel decoding ablation).
+        free_running_cues: cues never teacher-forced, fed back from the network's own previous
+            output in training too (default gaze and pose, which the inputs do not determine;
+            see :mod:`emoface.networks.sequentializer`).
         dropout: dropout on the audio code.
     """
 
@@ -38,6 +43,7 @@ class SpeechToLandmarksNet(nn.Module):
         gaze_bins: int = 12,
         gaze_max_angle: float = 30.0,
         autoregressive: bool = True,
+        free_running_cues: Sequence[str] = ("gaze", "pose"),
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -51,6 +57,7 @@ class SpeechToLandmarksNet(nn.Module):
             gaze_bins=gaze_bins,
             gaze_max_angle=gaze_max_angle,
             autoregressive=autoregressive,
+            free_running_cues=free_running_cues,
         )
 
     @property
