@@ -41,3 +41,20 @@ def mead_cache_128(mini_mead_128: Path, tmp_path_factory: pytest.TempPathFactory
     summary = preprocess(mini_mead_128, cache, PreprocessOptions(backend="groundtruth", size=128), progress=False)
     assert summary.failed == 0 and summary.ok_total == 66
     return cache
+
+
+@pytest.fixture(scope="session")
+def evaluators_mead_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The feature cache benchmarks/evaluators_learning.py trains the evaluators on (64 px crops).
+
+    12 mini-MEAD actors (10 train, 1 val, 1 test), one 2-second clip per emotion and level, built
+    once per session with the benchmark's own ``build_cache`` (about a minute on 2 CPU cores).
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "evaluators_learning", Path(__file__).resolve().parents[1] / "benchmarks" / "evaluators_learning.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.build_cache(tmp_path_factory.mktemp("evaluators-mead"), size=64, speakers=12, seconds=2.0)

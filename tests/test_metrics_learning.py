@@ -1,0 +1,95 @@
+"""The evaluators learn: SyncNet and Emotion-FAN trained by the framework, scored by the public metrics.
+
+The slow test runs benchmarks/evaluators_learning.py's functions on the session's
+``evaluators_mead_cache`` (~4 minutes on 2 idle CPU cores). The fast test pins the AV-offset sign
+convention end to end through :class:`SyncScore` with a hand-made "SyncNet" whose embeddings are
+known: syncnet_python's offset is ``vshift - argmin(mdist)``, so a positive offset means the audio
+leads the video, and audio delayed by ``k`` frames reads ``-k``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from emoface.metrics import SyncScore
+from emoface.metrics import functional as MF
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark() -> ModuleType:
+    """benchmarks/evaluators_learning.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("evaluators_learning", REPO / "benchmarks/evaluators_learning.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+class _LoudnessSyncNet(nn.Module):
+    """Lip embedding = per-frame brightness, audio embedding = per-frame MFCC energy, both standardised.
+
+    A stand-in with the SyncNet interface whose in-sync pairs are known by construction.
+    """
+
+    image_size = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))  # the metric reads the device from the parameters
+
+    @staticmethod
+    def _standardise(x: Tensor) -> Tensor:
+        return (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-6)
+
+    def forward_lip(self, clip: Tensor) -> Tensor:  # (N, 3, 5, S, S) -> (N, 5)
+        return self._standardise(clip.mean(dim=(1, 3, 4)))
+
+    def forward_aud(self, mfcc: Tensor) -> Tensor:  # (N, 1, 13, 20) -> (N, 5): c0 of each frame's 4 columns
+        return self._standardise(mfcc[:, 0, 0].unflatten(-1, (5, 4)).mean(-1))
+
+
+def _loudness_clip(frames: int = 60, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A video whose brightness follows the loudness of its audio, frame by frame."""
+    g = torch.Generator().manual_seed(seed)
+    level = torch.rand(frames, generator=g)  # (T,) in [0, 1]
+    video = (40 + 180 * level).view(1, frames, 1, 1, 1).expand(1, frames, 3, 8, 8).round().to(torch.uint8)
+    samples = torch.randn(frames, 640, generator=g) * (0.02 + 0.5 * level[:, None])
+    return video, samples.flatten()[None]  # (1, T, 3, 8, 8), (1, 640 T)
+
+
+@pytest.mark.parametrize("delay", [4, -4, 0])
+def test_av_offset_sign_follows_syncnet_python(delay: int) -> None:
+    video, audio = _loudness_clip()
+    metric = SyncScore(net=_LoudnessSyncNet())
+    metric.update(video, torch.roll(audio, delay * 640, dims=-1), 16000)
+    assert metric.compute()["offset"].item() == -delay  # delayed audio -> negative offset
+
+
+def test_offset_column_pairs_frame_with_audio_window() -> None:
+    """Column ``k`` of the distances pairs frame ``i`` with audio ``i + k - vshift`` (the reference layout)."""
+    torch.manual_seed(0)
+    video = torch.randn(30, 16)
+    audio = torch.roll(video, 3, dims=0)  # audio window j holds the sound of frame j - 3: audio delayed 3
+    scores = MF.sync_scores_from_distances(MF.offset_distances(video, audio, vshift=5), vshift=5)
+    assert scores["offset"].item() == -3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_trained_evaluators_meet_their_criteria(evaluators_mead_cache: Path, tmp_path: Path) -> None:
+    bench = load_benchmark()
+    args = bench.parse_args(["--out", str(tmp_path / "run"), "--cache-dir", str(evaluators_mead_cache)])
+    results, checks = bench.run(args)
+    print(bench.sync_table(results["sync"]))
+    print(bench.emotion_table(results["emotion"]))
+    for text, ok in checks:
+        print(f"[{'PASS' if ok else 'FAIL'}] {text}")
+    failed = [text for text, ok in checks if not ok]
+    assert not failed, failed
