@@ -127,6 +127,24 @@ def test_pose_and_gaze_are_never_teacher_forced_by_default() -> None:
         SpeechToLandmarksNet(free_running_cues=("head",), **TINY)
 
 
+def test_translation_is_predicted_around_the_mean_training_placement() -> None:
+    """Untrained: around the reference's translation; once real translations are observed, around
+    their running mean (the reference frame's own head motion is not copied into the output)."""
+    torch.manual_seed(0)
+    batch = synthetic_batch()
+    reference = reference_pose(batch)
+    net = SpeechToLandmarksNet(**TINY).eval()
+    torch.nn.init.zeros_(net.sequentializer.heads.pose.weight)  # zero pose offsets: translation = placement
+    args = (batch["audio"], batch["emotion"], batch["level"], reference)
+    torch.testing.assert_close(net(*args).translation, reference.translation[:, None].expand(3, 10, 3))
+    net.observe_translation(torch.tensor([[100.0, 110.0, 0.0], [102.0, 112.0, 0.0]]))
+    net.observe_translation(torch.tensor([[[104.0, 114.0, 3.0]]]))
+    expected = torch.tensor([102.0, 112.0, 1.0])
+    torch.testing.assert_close(net(*args).translation, expected.expand(3, 10, 3))
+    state = net.state_dict()  # the placement is saved with the weights
+    torch.testing.assert_close(state["sequentializer.heads.translation_mean"], expected)
+
+
 def test_free_running_is_causal_up_to_the_audio_lookahead() -> None:
     torch.manual_seed(0)
     batch = synthetic_batch(frames=12)

@@ -8,7 +8,9 @@ free-running. Losses (each weight configurable):
 * ``velocity``: L1 of their frame-to-frame differences;
 * ``gaze_ce`` + ``gaze_l1``: cross-entropy over the gaze bins and L1 of the expected angles
   (degrees), weighted by ``gaze_confidence``;
-* ``pose``: geodesic rotation error (degrees), translation L1 (pixels) and log-scale L1;
+* ``pose``: geodesic rotation error (degrees), translation L1 (pixels) and log-scale L1 (the
+  translation is predicted around the mean training placement, which each training step updates
+  with the batch's real translations);
 * ``emotion``: cross-entropy of the collaborative emotion classifier on the generated cue
   sequence against the conditioning emotion (the classifier's weights receive no gradient).
 
@@ -315,6 +317,8 @@ class SpeechToLandmarks(LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Teacher-forced generation with scheduled sampling and the weighted sum of the losses."""
         probability = self.sampling_probability()
+        if self.use_pose:
+            self.network.observe_translation(batch["translation"])
         out = self.generate(batch, teacher_forcing=True, sampling_probability=probability)
         terms = self.losses(out, batch)
         loss = sum(self.weights[name] * value for name, value in terms.items())

@@ -81,8 +81,14 @@ class CueHeads(nn.Module):
 
     * landmarks: offsets ``(68, 3)`` from the reference's normalized landmarks;
     * gaze: per eye and angle, ``bins`` logits and ``bins`` within-bin offsets (:class:`GazeBins`);
-    * pose: 6D rotation (around identity), translation relative to the reference (in reference
-      head units) and a log-scale ratio.
+    * pose: 6D rotation (around identity), translation around the training set's mean head
+      placement in the crop (in reference head units; see :meth:`observe_translation`) and a
+      log-scale ratio to the reference.
+
+    Why not around the reference's own translation: crops are made per clip (centred on the clip's
+    median face box), so where the head sits in a crop is a property of the crop, not of the
+    reference frame, whose own head motion (one frame of a moving head) would otherwise be copied
+    into every frame generated from it, a bias shared by all of an actor's clips.
 
     Args:
         in_dim: hidden size fed to the heads.
@@ -100,6 +106,23 @@ class CueHeads(nn.Module):
         self.pose = nn.Linear(hidden, 6 + 3 + 1)
         for layer in (self.landmarks, self.pose):
             xavier_small_(layer)
+        self.register_buffer("translation_mean", torch.zeros(3))
+        self.register_buffer("translation_count", torch.zeros(()))
+
+    @torch.no_grad()
+    def observe_translation(self, translation: Tensor) -> None:
+        """Add real head translations ``(..., 3)`` (crop pixels) to the running mean placement."""
+        values = translation.detach().reshape(-1, 3).to(self.translation_mean)
+        count = self.translation_count + values.shape[0]
+        self.translation_mean += (values.mean(0) - self.translation_mean) * (values.shape[0] / count)
+        self.translation_count.copy_(count)
+
+    def placement(self, reference: Reference) -> Tensor:
+        """``(B, 3)`` pixels the translation is predicted around: the mean training placement once
+        :meth:`observe_translation` has seen data, else (an untrained network) the reference's."""
+        if self.translation_count <= 0:
+            return reference.translation
+        return self.translation_mean.to(reference.translation.dtype).expand_as(reference.translation)
 
     def forward(self, features: Tensor, reference: Reference) -> CueOutput:
         """``features (B, T, in_dim)`` -> :class:`CueOutput` of T frames."""
@@ -114,7 +137,7 @@ class CueHeads(nn.Module):
         rot6d = pose[..., :6] + identity_6d(pose)
         rotation = rotation_6d_to_matrix(rot6d)
         ref_scale = reference.scale[:, None]
-        translation = reference.translation.unsqueeze(1) + pose[..., 6:9] * ref_scale.unsqueeze(-1)
+        translation = self.placement(reference).unsqueeze(1) + pose[..., 6:9] * ref_scale.unsqueeze(-1)
         scale = ref_scale * torch.exp(pose[..., 9])
         return CueOutput(landmarks, gaze, logits, gaze_offsets, rotation, rot6d, translation, scale)
 

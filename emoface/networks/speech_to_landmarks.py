@@ -60,6 +60,11 @@ class SpeechToLandmarksNet(nn.Module):
             free_running_cues=free_running_cues,
         )
 
+    def observe_translation(self, translation: Tensor) -> None:
+        """Training: real head translations ``(..., 3)`` (crop pixels) for the mean placement the
+        translation head predicts around (:class:`~emoface.networks.sequentializer.CueHeads`)."""
+        self.sequentializer.heads.observe_translation(translation)
+
     @property
     def gaze_bins(self) -> GazeBins:
         """The discretization of the gaze head."""
