@@ -1,6 +1,8 @@
 """Proof that stage 1 (SpeechToLandmarks) learns, on the embedded mini-MEAD's held-out actor.
 
-    python benchmarks/s2l_learning.py            # ~10 min on 2 CPU cores, fixed seed
+    python benchmarks/s2l_learning.py            # ~3 min on 2 CPU cores (at most ~10), fixed seed
+
+    python benchmarks/s2l_learning.py --seed 1   # the slow test runs seed 0; seed 1 passes too
 
 Steps: train the collaborative cue emotion classifier on real cue windows (its checkpoint is then
 loaded frozen by S2L, as ``configs/s2l.yaml`` does with ``emotion_classifier_checkpoint``), train
@@ -100,9 +102,9 @@ def train_s2l(args: argparse.Namespace, datamodule: Any, root: Path, classifier:
         SpeechToLandmarksNet(audio_dim=64, hidden=128),
         CueEmotionClassifierNet(),
         emotion_classifier_checkpoint=str(classifier),
-        sampling_start=100,
-        sampling_ramp=300,
-        sampling_max=0.5,
+        sampling_start=50,
+        sampling_ramp=150,
+        sampling_max=1.0,
         figure_every_n_epochs=0,
         **kwargs,
     )

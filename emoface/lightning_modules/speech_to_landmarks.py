@@ -1,6 +1,8 @@
 """SpeechToLandmarks: stage 1 of emoface (audio + emotion + reference face -> landmarks, gaze, pose).
 
-Training is teacher-forced with scheduled sampling; validation, test and predict generate
+Training is teacher-forced with scheduled sampling (landmarks: the real previous landmarks are
+fed, then, ramping up, the network's own, until only its own are; pose and gaze: always the
+network's own, :mod:`emoface.networks.sequentializer`); validation, test and predict generate
 free-running. Losses (each weight configurable):
 
 * ``landmark``: L1 of normalized landmarks, measured in pixels of the head (canonical units times
@@ -91,7 +93,9 @@ class SpeechToLandmarks(LightningModule):
         pose_weight: weight of the pose loss (rotation degrees + translation pixels + 10 x log-scale).
         emotion_loss_weight: weight of the emotion alignment cross-entropy (0 disables it).
         classifier_weight: weight of the joint classifier's own loss on real cues (joint mode only).
-        sampling_max: final scheduled-sampling probability.
+        sampling_max: final scheduled-sampling probability (of feeding the landmarks' own previous
+            output instead of the real one; pose and gaze are never teacher-forced, see the
+            network's ``free_running_cues``). 1.0: training ends exactly as free running generates.
         sampling_start: optimizer step where scheduled sampling starts (pure teacher forcing before).
         sampling_ramp: steps over which the probability ramps linearly from 0 to ``sampling_max``.
         optimizer: optimizer factory (default AdamW, lr 1e-3, weight decay 1e-4).
@@ -116,7 +120,7 @@ class SpeechToLandmarks(LightningModule):
         pose_weight: float = 0.2,
         emotion_loss_weight: float = 0.5,
         classifier_weight: float = 1.0,
-        sampling_max: float = 0.5,
+        sampling_max: float = 1.0,
         sampling_start: int = 200,
         sampling_ramp: int = 1000,
         optimizer: OptimizerCallable | None = None,
