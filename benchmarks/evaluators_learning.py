@@ -53,11 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="runs/evaluators_learning", help="working directory (data, logs)")
     parser.add_argument("--cache-dir", default=None, help="preprocessed mini-MEAD cache (default: built under --out)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    # One thread: these tiny networks gain little from more, and on a shared machine more are much slower.
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=64, help="crop side of the cache (and of both networks)")
     parser.add_argument("--speakers", type=int, default=12, help="mini-MEAD actors (2 of them held out)")
-    parser.add_argument("--sync-epochs", type=int, default=6)
-    parser.add_argument("--emotion-epochs", type=int, default=8)
+    parser.add_argument("--sync-epochs", type=int, default=10)
+    parser.add_argument("--emotion-epochs", type=int, default=5)
     parser.add_argument("--emotion-size", type=int, default=48, help="input side of the emotion classifier")
     return parser.parse_args(argv)
 
@@ -196,7 +197,7 @@ def evaluate_sync(net: torch.nn.Module, cache: Path) -> dict[str, dict[str, floa
 
 
 # ----------------------------------------------------------------------------------------- emotion
-def train_emotion(cache: Path, root: Path, epochs: int, seed: int, size: int = 48, window: int = 4, stride: int = 8,
+def train_emotion(cache: Path, root: Path, epochs: int, seed: int, size: int = 48, window: int = 4, stride: int = 2,
                   batch_size: int = 16) -> torch.nn.Module:  # fmt: skip
     """Train a narrow Emotion-FAN with :class:`EmotionClassifier` on the training actors' cropped frames."""
     import lightning as L
@@ -205,10 +206,10 @@ def train_emotion(cache: Path, root: Path, epochs: int, seed: int, size: int = 4
     from emoface.networks import EmotionFAN
 
     L.seed_everything(seed, verbose=False)
-    # Short windows every `stride` frames (a random start each epoch): many clips per step, few frames.
+    # Short windows (4 frames every 2): many clips per step, few frames per clip.
     dm = datamodule(cache, ["frames"], window=window, batch_size=batch_size, seed=seed, stride=stride)
     net = EmotionFAN(layers=(1, 1, 1, 1), base_width=16, image_size=size)
-    system = EmotionClassifier(net, lr=2e-3, weight_decay=1e-4)
+    system = EmotionClassifier(net, lr=1e-3, weight_decay=1e-4)
     trainer(root, "emotion_classifier", epochs).fit(system, datamodule=dm)
     return system.net.eval()
 
