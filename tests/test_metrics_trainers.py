@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from metrics_support import talking_videos
 
@@ -9,7 +10,8 @@ from emoface.lightning_modules import EmotionClassifier, SyncNetTrainer
 from emoface.networks import EmotionFAN, SyncNet
 
 
-def test_syncnet_trainer_learns_a_fixed_batch() -> None:
+@pytest.mark.parametrize("objective", ["multiway", "contrastive"])
+def test_syncnet_trainer_learns_a_fixed_batch(objective: str) -> None:
     torch.manual_seed(0)
     net = SyncNet(
         embed_dim=32,
@@ -17,7 +19,7 @@ def test_syncnet_trainer_learns_a_fixed_batch() -> None:
         lip_channels=(8, 16, 16, 16, 16, 32),
         image_size=64,
     )
-    system = SyncNetTrainer(net, lr=3e-3)
+    system = SyncNetTrainer(net, lr=3e-3, objective=objective)
     frames, wave = talking_videos(2, 12, 64, seed=0)
     batch = {"frames": frames, "waveform": wave, "emotion": torch.tensor([0, 1])}
     opt = system.configure_optimizers()
@@ -29,6 +31,26 @@ def test_syncnet_trainer_learns_a_fixed_batch() -> None:
         opt.step()
         first = loss.item() if first is None else first
     assert loss.item() < first
+
+
+def test_multiway_loss_is_cross_entropy_over_offsets() -> None:
+    """Multi-way matching = softmax cross-entropy of -distance over the offsets -K..K, target in sync."""
+    torch.manual_seed(0)
+    net = SyncNet(embed_dim=16, audio_channels=(4, 8, 8, 8, 8, 16), lip_channels=(4, 8, 8, 8, 8, 16), image_size=64)
+    frames, wave = talking_videos(2, 12, 64, seed=0)
+    batch = {"frames": frames, "waveform": wave}
+    system = SyncNetTrainer(net, max_offset=2).eval()
+    with torch.no_grad():
+        d = system.distances(batch)  # (2, 7, 7)
+        loss, _ = system.loss(batch)
+    expected = []
+    for clip in d:
+        for i in range(d.shape[1]):
+            js = [j for j in range(d.shape[2]) if abs(i - j) <= 2]
+            expected.append(-torch.log_softmax(-clip[i, js], 0)[js.index(i)])
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+    with pytest.raises(ValueError, match="objective"):
+        SyncNetTrainer(net, objective="triplet")
 
 
 def test_emotion_classifier_learns_a_fixed_batch() -> None:
