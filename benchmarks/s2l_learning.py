@@ -35,7 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/s2l_learning", help="working directory (checkpoints, logs)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads (1: the per-frame GRU steps are small, and on a busy 2-core machine a second "
+             "OpenMP thread spin-waits: one run measured 75 s idle but 690 s with another job running)",
+    )  # fmt: skip
     parser.add_argument("--classifier-epochs", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=12, help="S2L epochs (each of the two S2L runs)")
     parser.add_argument("--batch-size", type=int, default=16)
