@@ -67,3 +67,24 @@ def test_emotion_classifier_learns_a_fixed_batch() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_emotion_classifier_class_weights_and_flips() -> None:
+    torch.manual_seed(0)
+    net = EmotionFAN(layers=(1, 1, 1, 1), base_width=8, image_size=32)
+    with pytest.raises(ValueError, match="class weights"):
+        EmotionClassifier(net, class_weights=[1.0, 2.0])
+    weights = [1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0]
+    system = EmotionClassifier(net, class_weights=weights, flip=True)
+    frames, _ = talking_videos(4, 3, 32, seed=1)
+    batch = {"frames": frames, "emotion": torch.tensor([0, 5, 6, 7])}
+    system.net.eval()  # no dropout: only the flips are random
+    with torch.no_grad():
+        torch.manual_seed(1)
+        loss = system.training_step(batch, 0)
+        torch.manual_seed(1)
+        mirrored = torch.rand(4) < 0.5
+        seen = torch.where(mirrored.view(-1, 1, 1, 1, 1), frames.flip(-1), frames)
+        expected = torch.nn.functional.cross_entropy(system(seen), batch["emotion"], weight=torch.tensor(weights))
+    assert 0 < int(mirrored.sum()) < 4  # the seed mirrors some windows, not all
+    torch.testing.assert_close(loss, expected)
