@@ -88,3 +88,20 @@ def test_emotion_classifier_class_weights_and_flips() -> None:
         expected = torch.nn.functional.cross_entropy(system(seen), batch["emotion"], weight=torch.tensor(weights))
     assert 0 < int(mirrored.sum()) < 4  # the seed mirrors some windows, not all
     torch.testing.assert_close(loss, expected)
+
+
+def test_emotion_classifier_translation_shifts_whole_windows() -> None:
+    torch.manual_seed(0)
+    system = EmotionClassifier(EmotionFAN(layers=(1, 1, 1, 1), base_width=8, image_size=32), translate=0.1)
+    frames = torch.randint(0, 256, (3, 2, 3, 32, 32), dtype=torch.uint8)
+    out = system._translate(frames)
+    assert out.shape == frames.shape and out.dtype == frames.dtype
+    for clip, moved in zip(frames, out):
+        # some shift (dy, dx) within 3 px maps the window's interior onto the original, every frame alike
+        hits = [
+            (dy, dx)
+            for dy in range(-3, 4)
+            for dx in range(-3, 4)
+            if torch.equal(moved[:, :, 3:-3, 3:-3], clip[:, :, 3 + dy : 29 + dy, 3 + dx : 29 + dx])
+        ]
+        assert hits
