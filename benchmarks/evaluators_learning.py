@@ -6,7 +6,8 @@ Status (seed 0, defaults, slow test: cache 78 s + run 184 s): SyncNet LSE-C in s
 with audio shifted by 8; planted -4 / +4 recovered on 100 % of the 44 held-out clips; emotion
 accuracy 0.818 (36 of 44 clips; 36 is the least that passes). The SyncNet criteria pass with a
 wide margin (also after 2 epochs); the emotion one is marginal: neighbouring settings measured
-0.45-0.84 and the same defaults on another build of the cache 0.773 (see ``train_emotion``).
+0.45-0.84 and the same defaults on another build of the cache 0.773 (see ``train_emotion``;
+two builds with the same seed write different mini-MEAD mp4 files, so their caches differ too).
 
 Random weights only prove plumbing, and the public ``syncnet_v2.model`` / Emotion-FAN weights
 cannot be fetched in tests, so this script trains both evaluators with the framework itself on
