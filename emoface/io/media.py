@@ -305,9 +305,13 @@ def write_video(
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": str(crf), "preset": "veryfast"}
+            # One encoder thread: x264's threaded encoding is not bit-reproducible, and datasets must be.
+            stream.codec_context.thread_count = 1
             audio_stream = _add_audio_stream(container, sample_rate, "aac") if audio is not None else None
-            for image in frames:
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            for index, image in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+                frame.pts = index
+                frame.time_base = Fraction(1, 1) / rate
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
             if audio_stream is not None:
