@@ -466,7 +466,7 @@ def make_clip(job: ClipJob) -> str:
     direction = gaze_to_vector(torch.from_numpy(gaze)).numpy()  # (T, 2, 3)
     pupils_canonical = eye_centers + EYEBALL_RADIUS * (direction - np.array([0.0, 0.0, -1.0]))
     pupils = to_image(pupils_canonical)[..., :2]
-    forehead = to_image(np.repeat((_FOREHEAD + identity.shape[[0]] * [0, 0, 0])[None], num_frames, 0))
+    forehead = to_image(np.repeat(_FOREHEAD[None], num_frames, 0))
     neck = to_image(np.repeat(_NECK[None], num_frames, 0))
     iris_radius = 0.065 * scale[0]
 

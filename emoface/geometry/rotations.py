@@ -10,8 +10,6 @@ Conventions (shared by head pose, gaze, mini-MEAD and the face-vid2vid keypoints
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -126,5 +124,3 @@ def angular_error(gaze_a_deg: Tensor, gaze_b_deg: Tensor) -> Tensor:
     cross = torch.linalg.vector_norm(torch.cross(a, b, dim=-1), dim=-1)
     return torch.rad2deg(torch.atan2(cross, (a * b).sum(-1)))
 
-
-DEG = math.pi / 180.0
