@@ -47,7 +47,7 @@ def mead_cache_128(mini_mead_128: Path, tmp_path_factory: pytest.TempPathFactory
 def evaluators_mead_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The feature cache benchmarks/evaluators_learning.py trains the evaluators on (96 px crops).
 
-    12 mini-MEAD actors (10 train, 1 val, 1 test), one 2-second clip per emotion and level, built
+    24 mini-MEAD actors (22 train, 1 val, 1 test), one 2-second clip per emotion and level, built
     once per session with the benchmark's own ``build_cache`` (about two minutes on 2 CPU cores).
     """
     import importlib.util
@@ -57,4 +57,4 @@ def evaluators_mead_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    return bench.build_cache(tmp_path_factory.mktemp("evaluators-mead"), size=96, speakers=12, seconds=2.0)
+    return bench.build_cache(tmp_path_factory.mktemp("evaluators-mead"), size=96, speakers=24, seconds=2.0)

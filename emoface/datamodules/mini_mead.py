@@ -46,8 +46,10 @@ SAMPLE_RATE = 16000
 LEVEL_INTENSITY = {1: 0.45, 2: 0.75, 3: 1.0}
 """Expression, pose and gaze offsets are scaled by this factor per MEAD intensity level."""
 
-MALE_ACTORS = ("M005", "M007", "M009", "M011", "M012", "M013", "M019", "M022")
-FEMALE_ACTORS = ("W011", "W014", "W016", "W018", "W019", "W021", "W023", "W024")
+MALE_ACTORS = ("M005", "M007", "M009", "M011", "M012", "M013", "M019", "M022",
+               "M023", "M024", "M025", "M026", "M027", "M028", "M029", "M031")  # fmt: skip
+FEMALE_ACTORS = ("W011", "W014", "W016", "W018", "W019", "W021", "W023", "W024",
+                 "W025", "W026", "W028", "W029", "W033", "W035", "W036", "W037")  # fmt: skip
 
 # Per emotion: pose mean (yaw, pitch, roll) deg, pose motion amplitude, gaze mean (yaw, pitch) deg,
 # gaze spread (yaw, pitch) deg, pitch factor of the voice, loudness, syllable rate (Hz).

@@ -9,15 +9,15 @@ emotion-alignment critic of generated cue sequences.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
+from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
 from emoface.networks.cue_classifier import CueEmotionClassifierNet
 
 CLASSIFIER_PREFIX = "classifier."
@@ -44,12 +44,7 @@ class CueEmotionClassifier(LightningModule):
         gaze_noise: float = 1.0,
     ) -> None:
         super().__init__()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.save_hyperparameters()
-        modules = [key for key, value in self.hparams.items() if isinstance(value, nn.Module) or callable(value)]
-        if modules:
-            self.save_hyperparameters(ignore=modules)
+        save_hyperparameters_except_objects(self)
         self.classifier = classifier if classifier is not None else CueEmotionClassifierNet()
         self.optimizer_factory = optimizer
         self.landmark_noise = landmark_noise

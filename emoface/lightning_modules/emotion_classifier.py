@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from emoface.emotions import NUM_EMOTIONS
+from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
 from emoface.metrics import EmotionAccuracy
 from emoface.networks.emotion_fan import EmotionFAN
 
@@ -49,7 +50,7 @@ class EmotionClassifier(L.LightningModule):
         cosine: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"])
+        save_hyperparameters_except_objects(self)
         self.net = net
         if class_weights is not None and len(class_weights) != len(net.labels):
             raise ValueError(f"{len(class_weights)} class weights for {len(net.labels)} classes")

@@ -33,7 +33,6 @@ of the generated sequences according to the collaborative classifier.
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from emoface.geometry.alignment import umeyama
 from emoface.geometry.landmarks import MOUTH, NUM_LANDMARKS
 from emoface.geometry.relocation import relocate
 from emoface.geometry.rotations import geodesic_angle, matrix_to_euler
+from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
 from emoface.lightning_modules.cue_emotion_classifier import load_classifier_weights
 from emoface.metrics import GazeError, LandmarkDistance, PoseError
 from emoface.metrics import functional as MF
@@ -129,12 +129,7 @@ class SpeechToLandmarks(LightningModule):
         figure_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.save_hyperparameters()
-        objects = [key for key, value in self.hparams.items() if isinstance(value, nn.Module) or callable(value)]
-        if objects:
-            self.save_hyperparameters(ignore=objects)
+        save_hyperparameters_except_objects(self)
         self.network = network if network is not None else SpeechToLandmarksNet()
         self.classifier = emotion_classifier if emotion_classifier is not None else CueEmotionClassifierNet()
         self.frozen_classifier = emotion_classifier_checkpoint is not None

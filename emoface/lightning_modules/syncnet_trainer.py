@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
 from emoface.metrics import functional as MF
 from emoface.networks.syncnet import SyncNet
 
@@ -56,7 +57,7 @@ class SyncNetTrainer(L.LightningModule):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-        self.save_hyperparameters(ignore=["net"])
+        save_hyperparameters_except_objects(self)
         self.net = net
 
     def _windows(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, int]:
