@@ -40,7 +40,7 @@ def test_emotion_classifier_from_the_cli_exports_weights_for_emotion_accuracy(
     checkpoint = fit_briefly("emotion_classifier.yaml", mead_cache_128)
 
     system = EmotionClassifier.load_from_checkpoint(checkpoint, map_location="cpu")  # no net argument needed
-    assert isinstance(system.net, EmotionFAN) and system.net.image_size == 64
+    assert isinstance(system.net, EmotionFAN) and system.net.image_size == 96
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(value, saved[f"net.{key}"]) for key, value in system.net.state_dict().items())
 

@@ -11,7 +11,7 @@ HELP = "Write mini-MEAD, procedurally rendered talking faces in the exact MEAD l
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``emoface mini-mead``."""
     parser.add_argument("out", help="output root; receives <actor>/video/front/..., <actor>/audio/...")
-    parser.add_argument("--speakers", type=int, default=6, help="number of actors (default: 6)")
+    parser.add_argument("--speakers", type=int, default=6, help="number of actors, 1-32 (default: 6)")
     parser.add_argument("--clips", type=int, default=2, help="clips per emotion and level (default: 2)")
     parser.add_argument("--seconds", type=float, default=2.0, help="clip length in seconds (default: 2.0)")
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels (default: 256)")
