@@ -122,7 +122,9 @@ class EmotionClassifier(L.LightningModule):
 
     def export(self, path: str | os.PathLike) -> None:
         """Write the classifier for :meth:`EmotionFAN.from_pretrained` / :class:`EmotionAccuracy`."""
-        assert_classes = len(self.net.labels) == NUM_EMOTIONS
-        if not assert_classes:
-            raise ValueError("only 8-class MEAD classifiers can be exported for EmotionAccuracy")
+        if len(self.net.labels) != NUM_EMOTIONS:
+            raise ValueError(
+                f"only {NUM_EMOTIONS}-class MEAD classifiers can be exported for EmotionAccuracy, "
+                f"this one has {len(self.net.labels)} classes"
+            )
         self.net.export(path)
