@@ -10,7 +10,7 @@ from emoface.emotions import EMOTIONS
 from emoface.geometry.landmarks import MOUTH, mean_face
 from emoface.geometry.rotations import euler_to_matrix
 from emoface.io.weights import MissingWeightsError
-from emoface.metrics import EmotionAccuracy, GazeError, LandmarkDistance, PoseError
+from emoface.metrics import EmotionAccuracy, EmotionLogitsAccuracy, GazeError, LandmarkDistance, PoseError
 from emoface.metrics import functional as MF
 from emoface.networks.emotion_fan import EMOTION_FAN_LABELS, EmotionFAN
 
@@ -66,13 +66,17 @@ def test_pose_error_rotation_and_translation() -> None:
 
 
 def test_emotion_accuracy_counts_and_label_mapping() -> None:
-    metric = EmotionAccuracy(net=torch.nn.Identity(), labels=EMOTIONS)
     logits = torch.eye(8)[[0, 1, 2, 2]]  # predicts angry, contempt, disgusted, disgusted
-    metric.update(logits, torch.tensor([0, 1, 2, 3]), precomputed_logits=True)
-    out = metric.compute()
-    assert out["accuracy"].item() == pytest.approx(0.75)
-    assert out["per_class"][3].item() == 0.0 and out["per_class"][0].item() == 1.0
-    assert torch.isnan(out["per_class"][4])
+    target = torch.tensor([0, 1, 2, 3])
+    with_classifier = EmotionAccuracy(net=torch.nn.Identity(), labels=EMOTIONS)
+    with_classifier.update(logits, target, precomputed_logits=True)
+    logits_only = EmotionLogitsAccuracy()
+    logits_only.update(logits, target)
+    for metric in (with_classifier, logits_only):
+        out = metric.compute()
+        assert out["accuracy"].item() == pytest.approx(0.75)
+        assert out["per_class"][3].item() == 0.0 and out["per_class"][0].item() == 1.0
+        assert torch.isnan(out["per_class"][4])
     # Emotion-FAN's order (0 happy, 1 angry, ...) maps onto EMOTIONS
     fan_logits = torch.zeros(1, 8)
     fan_logits[0, 0] = 1.0  # "happy" in EAT's Emotion-FAN order

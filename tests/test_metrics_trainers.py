@@ -6,8 +6,10 @@ import pytest
 import torch
 from metrics_support import talking_videos
 
+from emoface.emotions import EMOTIONS
 from emoface.lightning_modules import EmotionClassifier, SyncNetTrainer
 from emoface.networks import EmotionFAN, SyncNet
+from emoface.networks.emotion_fan import EMOTION_FAN_LABELS
 
 
 @pytest.mark.parametrize("objective", ["multiway", "contrastive"])
@@ -105,3 +107,20 @@ def test_emotion_classifier_translation_shifts_whole_windows() -> None:
             if torch.equal(moved[:, :, 3:-3, 3:-3], clip[:, :, 3 + dy : 29 + dy, 3 + dx : 29 + dx])
         ]
         assert hits
+
+
+def test_emotion_classifier_trains_any_label_order_against_emoface_indices() -> None:
+    """A classifier in EAT's label order: the system's logits, loss and accuracy are in EMOTIONS order."""
+    torch.manual_seed(0)
+    net = EmotionFAN(layers=(1, 1, 1, 1), base_width=8, image_size=32, labels=EMOTION_FAN_LABELS).eval()
+    system = EmotionClassifier(net)
+    frames, _ = talking_videos(2, 3, 32, seed=1)
+    with torch.no_grad():
+        raw = net(frames)  # columns in EAT's order
+        logits = system(frames)
+    for column, emotion in enumerate(EMOTIONS):
+        torch.testing.assert_close(logits[:, column], raw[:, EMOTION_FAN_LABELS.index(emotion)])
+    # Validation counts a hit where the argmax names the target emotion.
+    target = logits.argmax(-1)
+    system.validation_step({"frames": frames, "emotion": target}, 0)
+    assert system.val_accuracy.compute()["accuracy"].item() == 1.0

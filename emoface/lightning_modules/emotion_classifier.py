@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from emoface.emotions import NUM_EMOTIONS
+from emoface.emotions import EMOTIONS, NUM_EMOTIONS
 from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
-from emoface.metrics import EmotionAccuracy
+from emoface.metrics import EmotionLogitsAccuracy
+from emoface.metrics import functional as MF
 from emoface.networks.emotion_fan import EmotionFAN
 
 
@@ -21,14 +22,16 @@ class EmotionClassifier(L.LightningModule):
 
     Batches come from :class:`emoface.datamodules.MEADDataModule` with ``fields: [frames]``:
     ``frames (B, T, 3, H, W)`` uint8 RGB crops and ``emotion (B,)`` indices in
-    :data:`emoface.emotions.EMOTIONS` (the network's label order). Validation / test report the
-    video-level accuracy with :class:`emoface.metrics.EmotionAccuracy`.
+    :data:`emoface.emotions.EMOTIONS`. The network's outputs are matched to those indices through
+    its ``labels`` (so a classifier in another label order, e.g. EAT's, trains consistently).
+    Validation / test report the accuracy of the windows with
+    :class:`emoface.metrics.EmotionLogitsAccuracy` (``val/acc``, ``test/acc``).
 
     Args:
         net: the classifier.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        class_weights: cross-entropy weight per class (in the network's label order), e.g.
+        class_weights: cross-entropy weight per class (in :data:`EMOTIONS` order), e.g.
             inverse class frequencies: MEAD has one neutral level against three of every other
             emotion. ``None``: unweighted.
         flip: augment training windows with random horizontal flips (per window, every frame
@@ -56,12 +59,12 @@ class EmotionClassifier(L.LightningModule):
             raise ValueError(f"{len(class_weights)} class weights for {len(net.labels)} classes")
         weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
-        self.val_accuracy = EmotionAccuracy(net=torch.nn.Identity(), labels=net.labels)
-        self.test_accuracy = EmotionAccuracy(net=torch.nn.Identity(), labels=net.labels)
+        self.val_accuracy = EmotionLogitsAccuracy()
+        self.test_accuracy = EmotionLogitsAccuracy()
 
     def forward(self, frames: Tensor) -> Tensor:
-        """``(B, T, 3, H, W)`` -> ``(B, 8)`` logits."""
-        return self.net(frames)
+        """``(B, T, 3, H, W)`` -> ``(B, 8)`` logits in :data:`emoface.emotions.EMOTIONS` order."""
+        return MF.reorder_logits(self.net(frames), self.net.labels)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         frames = batch["frames"]
@@ -85,9 +88,9 @@ class EmotionClassifier(L.LightningModule):
         out = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(starts)])
         return out.view_as(frames)
 
-    def _evaluate(self, batch: dict[str, Tensor], metric: EmotionAccuracy, stage: str) -> None:
+    def _evaluate(self, batch: dict[str, Tensor], metric: EmotionLogitsAccuracy, stage: str) -> None:
         logits = self(batch["frames"])
-        metric.update(logits, batch["emotion"], precomputed_logits=True)
+        metric.update(logits, batch["emotion"])
         self.log(
             f"{stage}/loss",
             F.cross_entropy(logits, batch["emotion"]),
@@ -101,9 +104,12 @@ class EmotionClassifier(L.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_accuracy, "test")
 
-    def _log_accuracy(self, metric: EmotionAccuracy, stage: str) -> None:
+    def _log_accuracy(self, metric: EmotionLogitsAccuracy, stage: str) -> None:
         out = metric.compute()
         self.log(f"{stage}/acc", out["accuracy"].float())
+        for emotion, accuracy in zip(EMOTIONS, out["per_class"].tolist()):
+            if accuracy == accuracy:  # not NaN: the class was seen
+                self.log(f"{stage}/acc_{emotion}", accuracy)
         metric.reset()
 
     def on_validation_epoch_end(self) -> None:

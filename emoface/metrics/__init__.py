@@ -5,7 +5,7 @@ Video metrics take ``update(preds, target)`` with videos ``(B, T, 3, H, W)`` uin
 """
 
 from emoface.metrics import functional
-from emoface.metrics.emotion import EmotionAccuracy
+from emoface.metrics.emotion import EmotionAccuracy, EmotionLogitsAccuracy
 from emoface.metrics.face_crop import face_crop
 from emoface.metrics.fid import FID, build_fid_inception
 from emoface.metrics.geometry import GazeError, LandmarkDistance, PoseError
@@ -18,6 +18,7 @@ __all__ = [
     "PSNR",
     "SSIM",
     "EmotionAccuracy",
+    "EmotionLogitsAccuracy",
     "GazeError",
     "LandmarkDistance",
     "PoseError",

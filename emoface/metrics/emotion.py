@@ -14,7 +14,39 @@ from emoface.metrics import functional as MF
 from emoface.metrics.base import FrozenEvaluatorMixin
 
 
-class EmotionAccuracy(FrozenEvaluatorMixin, Metric):
+class EmotionLogitsAccuracy(Metric):
+    """Top-1 accuracy (+ per-class accuracies) of emotion logits: :class:`EmotionAccuracy` without a classifier.
+
+    For a system that already has the logits (e.g. the classifier's own validation).
+    ``update(logits, target)``: logits ``(B, 8)`` in :data:`EMOTIONS` order, target ``(B,)`` long
+    indices in :data:`EMOTIONS`. ``compute()`` returns ``{"accuracy": (), "per_class": (8,)}``
+    (NaN for classes never seen).
+    """
+
+    higher_is_better = True
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.add_state("correct", torch.zeros(NUM_EMOTIONS, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(NUM_EMOTIONS, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """Count the hits of ``logits (B, 8)`` against ``target (B,)``."""
+        target = target.to(self.correct.device).long()
+        hits = (logits.argmax(-1).to(target.device) == target).double()
+        self.correct = self.correct + torch.bincount(target, weights=hits, minlength=NUM_EMOTIONS)
+        self.total = self.total + torch.bincount(target, minlength=NUM_EMOTIONS).double()
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{"accuracy": (), "per_class": (8,)}``."""
+        if self.total.sum() == 0:
+            raise RuntimeError(f"{type(self).__name__}.compute() called before any update()")
+        return {"accuracy": self.correct.sum() / self.total.sum(), "per_class": self.correct / self.total}
+
+
+class EmotionAccuracy(FrozenEvaluatorMixin, EmotionLogitsAccuracy):
     """Video-level top-1 emotion accuracy (+ per-class accuracies) with a video classifier.
 
     The classifier (Emotion-FAN style, :class:`emoface.networks.EmotionFAN`) gives one prediction
@@ -35,9 +67,6 @@ class EmotionAccuracy(FrozenEvaluatorMixin, Metric):
         frame_chunk: frames per encoder pass.
     """
 
-    higher_is_better = True
-    is_differentiable = False
-    full_state_update = False
     _evaluators = ("net",)
 
     def __init__(
@@ -57,8 +86,6 @@ class EmotionAccuracy(FrozenEvaluatorMixin, Metric):
         self._freeze_evaluators()
         self.labels = tuple(labels if labels is not None else getattr(net, "labels", EMOTIONS))
         self.frame_chunk = frame_chunk
-        self.add_state("correct", torch.zeros(NUM_EMOTIONS, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros(NUM_EMOTIONS, dtype=torch.float64), dist_reduce_fx="sum")
 
     @torch.no_grad()
     def logits(self, videos: Tensor) -> Tensor:
@@ -71,14 +98,4 @@ class EmotionAccuracy(FrozenEvaluatorMixin, Metric):
 
         With ``precomputed_logits=True``, ``videos`` are ``(B, 8)`` logits in EMOTIONS order.
         """
-        logits = videos if precomputed_logits else self.logits(videos)
-        target = target.to(self.correct.device).long()
-        hits = (logits.argmax(-1).to(target.device) == target).double()
-        self.correct = self.correct + torch.bincount(target, weights=hits, minlength=NUM_EMOTIONS)
-        self.total = self.total + torch.bincount(target, minlength=NUM_EMOTIONS).double()
-
-    def compute(self) -> dict[str, Tensor]:
-        """``{"accuracy": (), "per_class": (8,)}``."""
-        if self.total.sum() == 0:
-            raise RuntimeError("EmotionAccuracy.compute() called before any update()")
-        return {"accuracy": self.correct.sum() / self.total.sum(), "per_class": self.correct / self.total}
+        super().update(videos if precomputed_logits else self.logits(videos), target)
