@@ -9,7 +9,6 @@ import torchvision
 from emoface.emotions import EMOTIONS
 from emoface.geometry.landmarks import MOUTH, mean_face
 from emoface.geometry.rotations import euler_to_matrix
-from emoface.io.weights import MissingWeightsError
 from emoface.metrics import EmotionAccuracy, EmotionLogitsAccuracy, GazeError, LandmarkDistance, PoseError
 from emoface.metrics import functional as MF
 from emoface.networks.emotion_fan import EMOTION_FAN_LABELS, EmotionFAN
@@ -115,11 +114,3 @@ def test_emotion_fan_loads_reference_names_and_classifies_videos(tmp_path) -> No
     metric = EmotionAccuracy(net=again)
     metric.update(videos, torch.tensor([0, 4, 7]))
     assert 0.0 <= metric.compute()["accuracy"].item() <= 1.0
-
-
-def test_missing_emotion_weights_is_a_clear_error(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(MissingWeightsError) as info:
-        EmotionAccuracy()
-    assert "emotion_fan_mead.pth" in str(info.value)
-    assert str(tmp_path / "hub" / "checkpoints") in str(info.value)

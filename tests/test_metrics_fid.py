@@ -10,7 +10,6 @@ import torch
 from metrics_support import FID_FILE, talking_videos, write_fid_inception_weights
 from PIL import Image
 
-from emoface.io.weights import MissingWeightsError
 from emoface.metrics import FID, build_fid_inception
 from emoface.metrics import functional as MF
 
@@ -111,12 +110,3 @@ def test_fid_equals_pytorch_fid_end_to_end(
         [str(tmp_path / "fake"), str(tmp_path / "real")], batch_size=4, device="cpu", dims=2048, num_workers=0
     )
     assert ours == pytest.approx(folder, abs=1e-3)
-
-
-def test_fid_missing_weights_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(MissingWeightsError) as info:
-        FID()
-    assert FID_FILE in str(info.value)
-    assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
-    assert "pytorch-fid" in str(info.value)

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from metrics_support import SYNCNET_FILE, hub_dir, reference_syncnet_state_dict, talking_videos
 
-from emoface.io.weights import MissingWeightsError
 from emoface.metrics import SyncScore, face_crop
 from emoface.metrics import functional as MF
 from emoface.networks.syncnet import SyncNet
@@ -72,15 +71,6 @@ def test_reference_state_dict_loads_unchanged(tmp_path, monkeypatch) -> None:
     out = metric.compute()
     assert set(out) == {"lse_c", "lse_d", "offset"}
     assert torch.isfinite(out["lse_d"]) and out["lse_c"] >= 0
-
-
-def test_missing_syncnet_weights_is_a_clear_error(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(MissingWeightsError) as info:
-        SyncScore()
-    assert SYNCNET_FILE in str(info.value)
-    assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
-    assert "syncnet_python" in str(info.value)
 
 
 def test_lse_equals_reference_loop_and_ignores_batching() -> None:

@@ -63,7 +63,8 @@ KNOWN_WEIGHTS: dict[str, WeightsInfo] = {
     "emotion_fan": WeightsInfo(
         "emotion_fan_mead.pth",
         "a checkpoint of emoface's EmotionClassifier (`emoface fit --config "
-        "configs/emotion_classifier.yaml`, then `EmotionFAN.export`) or an Emotion-FAN "
+        "configs/emotion_classifier.yaml`, then `EmotionClassifier.load_from_checkpoint(ckpt)"
+        ".export(path)`) or an Emotion-FAN "
         "(Open-Debin/Emotion-FAN) state dict fine-tuned on MEAD, saved under this name",
         "Emotion-FAN video emotion classifier for emotion accuracy",
     ),
