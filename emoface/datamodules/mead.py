@@ -62,7 +62,7 @@ class MEADDataModule(LightningDataModule):
             non-overlapping windows; prediction yields whole clips, one per batch.
         fields: what a batch holds (see docs/data_format.md): any of ``audio``, ``waveform``,
             ``landmarks``, ``normalized_landmarks``, ``pose``, ``gaze``, ``frames``,
-            ``reference``, ``reference_frame``.
+            ``reference``, ``reference_frame``, ``source_frame``.
         batch_size: windows per batch (prediction: 1).
         num_workers: DataLoader worker processes.
         seed: training window order and offsets.

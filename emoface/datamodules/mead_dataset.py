@@ -23,6 +23,7 @@ FIELDS: tuple[str, ...] = (
     "frames",
     "reference",
     "reference_frame",
+    "source_frame",
 )
 """Field names a stage may ask for (each adds the keys of docs/data_format.md's batch table)."""
 
@@ -69,6 +70,8 @@ class MEADWindows(Dataset):
     :class:`RandomWindowSampler` (the window start moved by ``offset`` frames, clipped to the clip).
     In ``random_reference`` mode the reference clip and frame are drawn from the offset too;
     otherwise they are the first candidate clip's middle frame (deterministic evaluation).
+    The ``source_frame`` field (the renderer's self-reconstruction pairs) is a frame of the
+    window's own clip: drawn at random in ``random_reference`` mode, else the clip's first frame.
 
     Args:
         entries: clips to draw from.
@@ -165,6 +168,14 @@ class MEADWindows(Dataset):
                 )
             if "reference_frame" in fields:
                 item["ref_frame"] = torch.from_numpy(ref.frames(ref_t, ref_t + 1)[0]).permute(2, 0, 1).contiguous()
+        if "source_frame" in fields:
+            source_t = 0
+            if self.random_reference and draw is not None:
+                # Its own generator (not the reference's): the source is independent of the reference.
+                source_t = int(np.random.default_rng((draw, 1)).integers(entry.num_frames))
+            item["source_frame"] = torch.from_numpy(clip.frames(source_t, source_t + 1)[0]).permute(2, 0, 1).contiguous()
+            item["source_index"] = source_t
+            item["source_euler"] = torch.from_numpy(np.array(clip["euler"][source_t], dtype=np.float32))
         return item
 
 
