@@ -51,6 +51,14 @@ def cue_figure(sample: dict[str, Any]) -> Any:
     return figure
 
 
+def figure_dir(trainer: Any) -> Path:
+    """``<first logger's log_dir or trainer.default_root_dir>/figures``, created."""
+    base = next((getattr(lg, "log_dir", None) for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
+    directory = Path(base or trainer.default_root_dir) / "figures"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def log_figure(trainer: Any, figure: Any, key: str, step: int, epoch: int) -> None:
     """Send ``figure`` to every logger that takes images, and save a PNG beside the logs.
 
@@ -67,8 +75,25 @@ def log_figure(trainer: Any, figure: Any, key: str, step: int, epoch: int) -> No
             logger.experiment.add_figure(key, figure, global_step=step)
         elif isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[figure], step=step)
-    base = next((getattr(lg, "log_dir", None) for lg in loggers if getattr(lg, "log_dir", None)), None)
-    directory = Path(base or trainer.default_root_dir) / "figures"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = figure_dir(trainer)
     figure.savefig(directory / f"{key.replace('/', '_')}_epoch{epoch:03d}.png", dpi=80)
     plt.close(figure)
+
+
+def log_image_grid(trainer: Any, grid: np.ndarray, key: str, step: int, epoch: int) -> None:
+    """Send an image ``(H, W, 3)`` uint8 to every logger that takes images, and save a PNG.
+
+    TensorBoard gets ``add_image``, Weights & Biases ``log_image``; the PNG goes beside the
+    figures of :func:`log_figure` (``<log_dir>/figures/<key>_epoch<NNN>.png``).
+    """
+    import matplotlib.image
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    loggers = list(trainer.loggers)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, grid, global_step=step, dataformats="HWC")
+        elif isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[grid], step=step)
+    directory = figure_dir(trainer)
+    matplotlib.image.imsave(directory / f"{key.replace('/', '_')}_epoch{epoch:03d}.png", grid)

@@ -1,0 +1,204 @@
+"""Proof that the renderer learns: `configs/renderer_small.yaml` trained on mini-MEAD, scored on
+actors it never saw.
+
+    python benchmarks/renderer_learning.py            # CPU; cache built under --out unless --cache-dir
+
+1. Builds (or reuses) a 24-actor mini-MEAD cache at 96 px (the evaluators' cache: 22 training
+   actors, 1 validation, 1 test; speaker split).
+2. Trains ``FaceRenderer`` exactly as a user does, ``emoface fit --config configs/renderer_small.yaml``
+   (in-process, with the cache and a run folder on the command line).
+3. Loads the last checkpoint and, for every clip of the two held-out actors, reconstructs each
+   driving frame from the clip's **first** frame with the batched inference path
+   (:class:`emoface.rendering.FaceVid2VidRenderer.reconstruct`), against the "source frame
+   repeated" baseline (frame 0, the source itself, is left out of the scores). PSNR and SSIM are emoface's metrics (scikit-image definitions); LPIPS
+   needs torchvision's AlexNet weights (``alexnet-owt-7be5be79.pth`` in the torch hub cache or
+   ``--lpips-weights``) and is reported as n/a without them. The estimator's yaw and pitch are
+   correlated (Pearson, over all held-out frames) with the head pose preprocessing fitted.
+
+Criteria (exit status 1 when one fails): PSNR >= baseline + 2 dB; SSIM above the baseline;
+LPIPS below it (when it can be computed); yaw and pitch correlation > 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "renderer_small.yaml"
+MIN_PSNR_GAIN_DB = 2.0
+MIN_POSE_CORRELATION = 0.8
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/renderer_learning", help="working directory (data, logs)")
+    parser.add_argument("--cache-dir", default=None, help="preprocessed mini-MEAD cache (default: built under --out)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=None, help="override the config's training length")
+    parser.add_argument("--lpips-weights", default=None, help="torchvision AlexNet weights for LPIPS")
+    return parser.parse_args(argv)
+
+
+def build_cache(root: Path) -> Path:
+    """The evaluators benchmark's 24-actor, 96 px mini-MEAD cache (built once, reused)."""
+    spec = importlib.util.spec_from_file_location("evaluators_learning", REPO / "benchmarks" / "evaluators_learning.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module.build_cache(root, size=96, speakers=24, seconds=2.0)
+
+
+def train(cache: Path, root: Path, seed: int, max_steps: int | None = None) -> Path:
+    """``emoface fit --config configs/renderer_small.yaml`` on ``cache``; returns the last checkpoint."""
+    from emoface.cli import main as emoface_main
+
+    args = [
+        "fit", "--config", str(CONFIG),
+        "--seed_everything", str(seed),
+        "--data.init_args.cache_dir", str(cache),
+        "--trainer.default_root_dir", str(root),
+        "--trainer.logger.init_args.save_dir", str(root),
+        "--trainer.callbacks.init_args.dirpath", str(root / "checkpoints"),
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    if max_steps is not None:
+        args += ["--trainer.max_steps", str(max_steps)]
+    emoface_main(args)
+    return root / "checkpoints" / "last.ckpt"
+
+
+def held_out_loader(cache: Path) -> Any:
+    """Whole clips (one per batch) of the speaker split's validation and test actors, with their
+    first frame as the source."""
+    from emoface.datamodules import MEADDataModule
+
+    fields = ["frames", "pose", "source_frame"]
+    split = MEADDataModule(cache_dir=str(cache), fields=fields).split_entries()
+    held_out = sorted({e.actor for e in split["val"] + split["test"]})
+    dm = MEADDataModule(cache_dir=str(cache), fields=fields, test_actors=held_out)
+    dm.setup("predict")
+    return held_out, dm.predict_dataloader()
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
+
+
+def evaluate(checkpoint: Path, cache: Path, lpips_weights: str | None = None, batch_size: int = 16) -> dict[str, Any]:
+    """Scores of the trained renderer and of the "source frame repeated" baseline on held-out actors."""
+    from emoface.io.weights import MissingWeightsError
+    from emoface.lightning_modules import FaceRenderer
+    from emoface.metrics import LPIPS, PSNR, SSIM
+    from emoface.rendering import FaceVid2VidRenderer
+
+    system = FaceRenderer.load_from_checkpoint(checkpoint, map_location="cpu", perceptual_backbone=None)
+    renderer = FaceVid2VidRenderer(system.kp_detector, system.he_estimator, system.generator, batch_size=batch_size)
+    metrics: dict[str, dict[str, Any]] = {"renderer": {}, "source repeated": {}}
+    for row in metrics.values():
+        row.update(psnr=PSNR(), ssim=SSIM())
+        try:
+            row["lpips"] = LPIPS(backbone_weights=lpips_weights)
+        except MissingWeightsError as error:
+            row["lpips"] = None
+            lpips_missing = str(error)
+    actors, loader = held_out_loader(cache)
+    angles: dict[str, list[torch.Tensor]] = {"yaw": [], "pitch": [], "roll": [], "yaw_true": [], "pitch_true": [], "roll_true": []}
+    clips = frames_total = 0
+    for batch in loader:
+        frames = batch["frames"][0]  # (T, 3, H, W) uint8
+        prediction = renderer.reconstruct(batch["source_frame"][0], frames)
+        estimate = renderer.estimate_driving(frames)
+        for k, name in enumerate(("yaw", "pitch", "roll")):
+            angles[name].append(estimate[name])
+            angles[f"{name}_true"].append(batch["euler"][0, :, k])
+        # Frame 0 is the source itself (a perfect baseline there): scored are frames 1..T-1.
+        target = frames[1:].float().div(255).unsqueeze(0)
+        repeated = batch["source_frame"].float().div(255).unsqueeze(1).expand_as(target)
+        for row, video in ((metrics["renderer"], prediction[1:].unsqueeze(0)), (metrics["source repeated"], repeated)):
+            for metric in row.values():
+                if metric is not None:
+                    metric.update(video, target)
+        clips += 1
+        frames_total += target.shape[1]
+    result: dict[str, Any] = {"actors": actors, "clips": clips, "frames": frames_total}
+    for method, row in metrics.items():
+        result[method] = {name: (None if m is None else float(m.compute())) for name, m in row.items()}
+    for name in ("yaw", "pitch", "roll"):
+        estimated, true = torch.cat(angles[name]), torch.cat(angles[f"{name}_true"])
+        result[f"{name}_correlation"] = pearson(estimated, true)
+        result[f"{name}_mae"] = float((estimated - true).abs().mean())
+        result[f"{name}_std_true"] = float(true.std())
+    if metrics["renderer"]["lpips"] is None:
+        result["lpips_note"] = lpips_missing
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    def fmt(value: float | None, digits: int) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        f"held-out actors {', '.join(result['actors'])}: {result['clips']} clips, {result['frames']} frames, "
+        "each driving frame reconstructed from its clip's first frame",
+        "",
+        "| method | PSNR (dB) | SSIM | LPIPS |",
+        "|---|---|---|---|",
+    ]
+    for method in ("source repeated", "renderer"):
+        row = result[method]
+        lines.append(f"| {method} | {fmt(row['psnr'], 2)} | {fmt(row['ssim'], 3)} | {fmt(row['lpips'], 3)} |")
+    lines += ["", "| angle | correlation with preprocessing | MAE (deg) | real std (deg) |", "|---|---|---|---|"]
+    for name in ("yaw", "pitch", "roll"):
+        lines.append(f"| {name} | {result[f'{name}_correlation']:.3f} | {result[f'{name}_mae']:.2f} | "
+                     f"{result[f'{name}_std_true']:.2f} |")  # fmt: skip
+    if "lpips_note" in result:
+        lines += ["", f"LPIPS n/a: {result['lpips_note']}"]
+    return "\n".join(lines)
+
+
+def criteria(result: dict[str, Any]) -> list[tuple[str, bool]]:
+    ours, base = result["renderer"], result["source repeated"]
+    checks = [
+        (f"PSNR >= source repeated + {MIN_PSNR_GAIN_DB:g} dB ({ours['psnr']:.2f} vs {base['psnr']:.2f})",
+         ours["psnr"] >= base["psnr"] + MIN_PSNR_GAIN_DB),
+        (f"SSIM above source repeated ({ours['ssim']:.3f} vs {base['ssim']:.3f})", ours["ssim"] > base["ssim"]),
+    ]  # fmt: skip
+    if ours["lpips"] is not None:
+        checks.append((f"LPIPS below source repeated ({ours['lpips']:.3f} vs {base['lpips']:.3f})",
+                       ours["lpips"] < base["lpips"]))  # fmt: skip
+    for name in ("yaw", "pitch"):
+        value = result[f"{name}_correlation"]
+        checks.append((f"{name} correlation > {MIN_POSE_CORRELATION:g} ({value:.3f})", value > MIN_POSE_CORRELATION))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    start = time.time()
+    cache = Path(args.cache_dir) if args.cache_dir else build_cache(out / "data")
+    built = time.time()
+    checkpoint = train(cache, out / "run", args.seed, args.max_steps)
+    trained = time.time()
+    result = evaluate(checkpoint, cache, args.lpips_weights)
+    print(table(result))
+    print(f"\ntimes: cache {built - start:.0f} s, training {trained - built:.0f} s, evaluation {time.time() - trained:.0f} s")
+    failed = 0
+    for text, ok in criteria(result):
+        print(f"[{'pass' if ok else 'FAIL'}] {text}")
+        failed += not ok
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

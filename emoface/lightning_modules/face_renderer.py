@@ -1,0 +1,401 @@
+"""FaceRenderer: self-reconstruction training of the face-vid2vid renderer on MEAD clips.
+
+Each training item is a pair of frames of one clip: the **source** (``source_frame``, a random
+frame of the clip) and the **driving** frames (the window's ``frames``). The canonical keypoint
+detector looks at the source; the head estimator at both; the generator warps the source's
+appearance volume from the source keypoints to the driving keypoints and must reproduce the
+driving frame. Losses (each weight configurable, defaults those of the public vox-256 training):
+
+* ``perceptual``: multi-scale (image pyramid) L1 of VGG19 features relu1_1..relu5_1, one weight per
+  layer (ImageNet weights through the weight registry, :class:`VGG19Features`);
+* ``l1``: multi-scale pixel L1 (off in the public recipe; useful where no VGG19 weights exist);
+* ``equivariance``: the driving keypoints must move with a random affine + TPS warp of the
+  driving frame (x, y of the keypoints, :class:`emoface.geometry.warps.RandomTPS`);
+* ``keypoint_prior``: driving keypoints at least ``sqrt(0.1)`` apart (hinge on squared distances of
+  every pair) and their mean depth near 0.33;
+* ``head_pose``: L1 (degrees) of the estimator's yaw, pitch and roll against the head pose that
+  preprocessing already fitted to the driving frame's landmarks (``euler`` of the ``pose`` field).
+  Both use ``R = Rx(pitch) Ry(yaw) Rz(roll)`` in the camera frame x right, y down
+  (docs/data_format.md), the rotation the keypoints are posed with, so no extra pose network
+  (the public code's Hopenet) is needed. The target is scaled by ``pi / 3.14`` because the
+  keypoint maths convert the estimator's degrees with 3.14 (:data:`FACE_VID2VID_PI`): the posed
+  keypoints then carry exactly the preprocessing's rotation;
+* ``expression``: L1 norm of the expression deltas;
+* with a ``discriminator``: hinge GAN loss on the image pyramid and feature matching; the
+  discriminator takes its own hinge step (manual optimization, two optimizers).
+
+Validation reconstructs every frame of a window from its clip's **first** frame (the
+``source_frame`` of evaluation batches; that frame itself is left out of the scores) and logs ``val/psnr``, ``val/ssim`` (and ``val/lpips`` with
+``val_lpips``), the same for the "source frame repeated" baseline (``val/psnr_source`` ...), the
+estimator's angle errors against preprocessing (``val/yaw_error`` ...), and, every
+``image_log_every_n_epochs``, a grid of source | driving | prediction images.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+
+from emoface.geometry.keypoints import FACE_VID2VID_PI, bins_to_degrees, keypoints_from_estimate
+from emoface.geometry.warps import RandomTPS
+from emoface.lightning_modules._figures import log_image_grid
+from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
+from emoface.metrics import LPIPS, PSNR, SSIM
+from emoface.networks.face_vid2vid import (
+    CanonicalKeypointDetector,
+    HeadExpressionEstimator,
+    MultiScaleDiscriminator,
+    OcclusionAwareGenerator,
+    OcclusionAwareSPADEGenerator,
+)
+from emoface.networks.face_vid2vid.blocks import AntiAliasInterpolation2d
+from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_state
+from emoface.networks.perceptual import VGG19Features
+
+BATCH_FIELDS = ("frames", "source_frame", "pose")
+"""MEADDataModule ``fields`` this module reads (docs/data_format.md)."""
+ANGLES = ("yaw", "pitch", "roll")
+
+
+class ImagePyramid(nn.Module):
+    """Anti-aliased downscales of an image: ``{scale: (B, C, H * scale, W * scale)}``."""
+
+    def __init__(self, scales: list[float], channels: int = 3) -> None:
+        super().__init__()
+        self.scales = [float(s) for s in scales]
+        self.downs = nn.ModuleList(AntiAliasInterpolation2d(channels, s) for s in self.scales)
+
+    def forward(self, images: Tensor) -> dict[float, Tensor]:
+        return {scale: down(images) for scale, down in zip(self.scales, self.downs)}
+
+
+def to_unit(images: Tensor) -> Tensor:
+    """uint8 ``(..., 3, H, W)`` -> float in [0, 1] (floats pass through)."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
+class FaceRenderer(LightningModule):
+    """The face-vid2vid renderer as a trainable system (see the module docstring).
+
+    Args:
+        kp_detector: canonical keypoint detector (default: vox-256 sizes).
+        he_estimator: head-pose / expression estimator (default: vox-256 sizes).
+        generator: :class:`OcclusionAwareGenerator` or :class:`OcclusionAwareSPADEGenerator`.
+        discriminator: multi-scale patch discriminator; ``None`` trains without GAN losses.
+        init_checkpoint: a face-vid2vid checkpoint (public vox-256 layout, or one written by
+            :meth:`export`) to start from (fine-tuning); loaded strictly.
+        perceptual_weights: weight of each VGG19 slice (5 values; all 0 disables the loss).
+        perceptual_backbone: ``"imagenet"`` (torchvision's ``vgg19-dcbb9e9d.pth`` from the hub
+            cache), a path to that file, or ``None`` for a random VGG19.
+        l1_weight: weight of the multi-scale pixel L1.
+        scales: image pyramid scales of the perceptual / L1 / GAN losses.
+        equivariance_weight, keypoint_prior_weight, head_pose_weight, expression_weight: loss weights.
+        keypoint_min_distance: squared distance below which two keypoints are pushed apart.
+        keypoint_depth: target mean depth of the keypoints.
+        gan_weight: weight of the generator's hinge loss (with a discriminator).
+        feature_matching_weights: weight per discriminator block of the feature-matching L1.
+        sigma_affine, sigma_tps, points_tps: the equivariance warp.
+        lr: Adam learning rate of every network; betas: Adam betas.
+        lr_milestones: epochs at which the learning rate is divided by 10 (MultiStepLR).
+        val_lpips: also compute LPIPS in validation (needs the AlexNet weights file).
+        lpips_backbone_weights: that file (``None``: the torch hub cache).
+        image_log_every_n_epochs: log the source | driving | prediction grid every n validation
+            epochs (0: never); image_log_count: rows of the grid.
+    """
+
+    def __init__(
+        self,
+        kp_detector: CanonicalKeypointDetector | None = None,
+        he_estimator: HeadExpressionEstimator | None = None,
+        generator: OcclusionAwareGenerator | OcclusionAwareSPADEGenerator | None = None,
+        discriminator: MultiScaleDiscriminator | None = None,
+        init_checkpoint: str | None = None,
+        perceptual_weights: list[float] = [10.0, 10.0, 10.0, 10.0, 10.0],  # noqa: B006 - jsonargparse needs lists
+        perceptual_backbone: str | None = "imagenet",
+        l1_weight: float = 0.0,
+        scales: list[float] = [1.0, 0.5, 0.25, 0.125],  # noqa: B006
+        equivariance_weight: float = 10.0,
+        keypoint_prior_weight: float = 10.0,
+        keypoint_min_distance: float = 0.1,
+        keypoint_depth: float = 0.33,
+        head_pose_weight: float = 20.0,
+        expression_weight: float = 5.0,
+        gan_weight: float = 1.0,
+        feature_matching_weights: list[float] = [10.0, 10.0, 10.0, 10.0],  # noqa: B006
+        sigma_affine: float = 0.05,
+        sigma_tps: float = 0.005,
+        points_tps: int = 5,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        lr_milestones: list[int] | None = None,
+        val_lpips: bool = False,
+        lpips_backbone_weights: str | None = None,
+        image_log_every_n_epochs: int = 1,
+        image_log_count: int = 4,
+    ) -> None:
+        super().__init__()
+        save_hyperparameters_except_objects(self)
+        self.automatic_optimization = False  # generator and discriminator steps alternate
+        self.kp_detector = kp_detector if kp_detector is not None else CanonicalKeypointDetector()
+        self.he_estimator = he_estimator if he_estimator is not None else HeadExpressionEstimator()
+        self.generator = generator if generator is not None else OcclusionAwareGenerator()
+        self.discriminator = discriminator
+        if init_checkpoint is not None:
+            load_face_vid2vid_state(
+                init_checkpoint, kp_detector=self.kp_detector, he_estimator=self.he_estimator, generator=self.generator
+            )
+        if len(perceptual_weights) != 5:
+            raise ValueError(f"perceptual_weights needs one weight per VGG19 slice (5), got {perceptual_weights}")
+        self.vgg = VGG19Features(perceptual_backbone) if any(perceptual_weights) else None
+        self.pyramid = ImagePyramid(scales)
+        self.metrics = nn.ModuleDict(
+            {f"{what}{suffix}": cls() for what, cls in (("psnr", PSNR), ("ssim", SSIM)) for suffix in ("", "_source")}
+        )
+        if val_lpips:
+            for suffix in ("", "_source"):
+                self.metrics[f"lpips{suffix}"] = LPIPS(backbone_weights=lpips_backbone_weights)
+        self._angle_errors: list[Tensor] = []
+        self._grid_rows: list[np.ndarray] = []
+
+    # ------------------------------------------------------------------------------------------
+    # Inference pieces
+    def estimate(self, images: Tensor) -> dict[str, Tensor]:
+        """Head estimator outputs plus their angles in degrees (``yaw_deg`` ... ``(B,)``)."""
+        estimate = self.he_estimator(images)
+        for name in ANGLES:
+            estimate[f"{name}_deg"] = bins_to_degrees(estimate[name])
+        return estimate
+
+    def reconstruct(self, source: Tensor, driving: Tensor) -> dict[str, Any]:
+        """Render ``driving`` frames from ``source`` frames (one source per driving frame).
+
+        Args:
+            source: ``(N, 3, H, W)`` in [0, 1].
+            driving: ``(N, 3, H, W)`` in [0, 1].
+
+        Returns:
+            the generator's outputs (``prediction (N, 3, H, W)``, ``mask``, ``occlusion_map``)
+            plus ``kp_canonical``, ``kp_source``, ``kp_driving`` ``(N, K, 3)`` and the estimates
+            ``he_source``, ``he_driving``.
+        """
+        kp_canonical = self.kp_detector(source)["value"]
+        he_source, he_driving = self.estimate(source), self.estimate(driving)
+        kp_source = keypoints_from_estimate(kp_canonical, he_source)
+        kp_driving = keypoints_from_estimate(kp_canonical, he_driving)
+        generated = dict(self.generator(source, kp_driving={"value": kp_driving}, kp_source={"value": kp_source}))
+        generated.update(
+            kp_canonical=kp_canonical, kp_source=kp_source, kp_driving=kp_driving,
+            he_source=he_source, he_driving=he_driving,
+        )  # fmt: skip
+        return generated
+
+    @staticmethod
+    def pairs(batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        """Flatten a batch into (source, driving, driving euler): ``(B*T, 3, H, W)`` x2, ``(B*T, 3)``."""
+        frames = batch["frames"]  # (B, T, 3, H, W)
+        b, t = frames.shape[:2]
+        driving = to_unit(frames.flatten(0, 1))
+        source = to_unit(batch["source_frame"]).repeat_interleave(t, dim=0)
+        return source, driving, batch["euler"].reshape(b * t, 3)
+
+    # ------------------------------------------------------------------------------------------
+    # Losses
+    def generator_losses(self, source: Tensor, driving: Tensor, euler: Tensor) -> tuple[dict[str, Tensor], dict]:
+        """Weighted losses of the keypoint detector, estimator and generator, and the outputs."""
+        hp = self.hparams
+        out = self.reconstruct(source, driving)
+        real, fake = self.pyramid(driving), self.pyramid(out["prediction"])
+        losses: dict[str, Tensor] = {}
+        if self.vgg is not None:
+            total = driving.new_zeros(())
+            for scale in self.pyramid.scales:
+                fake_features, real_features = self.vgg(fake[scale]), self.vgg(real[scale])
+                for weight, a, b in zip(hp.perceptual_weights, fake_features, real_features):
+                    if weight:
+                        total = total + weight * (a - b.detach()).abs().mean()
+            losses["perceptual"] = total
+        if hp.l1_weight:
+            losses["l1"] = hp.l1_weight * sum((fake[s] - real[s]).abs().mean() for s in self.pyramid.scales)
+        if self.discriminator is not None and hp.gan_weight:
+            maps_fake = self.discriminator(self._disc_input(fake))
+            with torch.no_grad():
+                maps_real = self.discriminator(self._disc_input(real))
+            losses["gan"] = hp.gan_weight * sum(-m.mean() for m in self._predictions(maps_fake))
+            if any(hp.feature_matching_weights):
+                matching = driving.new_zeros(())
+                for real_maps, fake_maps in zip(self._features(maps_real), self._features(maps_fake)):
+                    for weight, a, b in zip(hp.feature_matching_weights, real_maps, fake_maps):
+                        if weight:
+                            matching = matching + weight * (a - b).abs().mean()
+                losses["feature_matching"] = matching
+        if hp.equivariance_weight:
+            warp = RandomTPS(driving.shape[0], hp.sigma_affine, hp.sigma_tps, hp.points_tps, device=driving.device)
+            warped_kp = keypoints_from_estimate(out["kp_canonical"], self.he_estimator(warp.warp_images(driving)))
+            # The keypoints of the warped frame, warped back, must land on the driving keypoints.
+            value = (out["kp_driving"][..., :2] - warp.warp_coordinates(warped_kp[..., :2])).abs().mean()
+            losses["equivariance"] = hp.equivariance_weight * value
+        if hp.keypoint_prior_weight:
+            kp = out["kp_driving"]
+            squared = torch.cdist(kp, kp).pow(2)  # (N, K, K)
+            off_diagonal = ~torch.eye(kp.shape[1], dtype=torch.bool, device=kp.device)
+            # Sum over ordered pairs of the batch-mean hinge (the public definition, without the
+            # constant diagonal terms, which carry no gradient).
+            spread = F.relu(hp.keypoint_min_distance - squared)[:, off_diagonal].mean(0).sum()
+            depth = (kp[..., 2].mean(-1) - hp.keypoint_depth).abs().mean()
+            losses["keypoint_prior"] = hp.keypoint_prior_weight * (spread + depth)
+        if hp.head_pose_weight:
+            target = euler * (math.pi / FACE_VID2VID_PI)
+            he = out["he_driving"]
+            value = sum((he[f"{name}_deg"] - target[:, k]).abs().mean() for k, name in enumerate(ANGLES))
+            losses["head_pose"] = hp.head_pose_weight * value
+        if hp.expression_weight:
+            losses["expression"] = hp.expression_weight * out["he_driving"]["exp"].abs().sum(-1).mean()
+        return losses, out
+
+    def _disc_input(self, pyramid: dict[float, Tensor]) -> dict[str, Tensor]:
+        """The public discriminator's input: ``{"prediction_<scale>": image}`` for its own scales."""
+        return {f"prediction_{scale:g}": pyramid[float(scale)] for scale in self.discriminator.scales}
+
+    def _predictions(self, maps: dict[str, Any]) -> list[Tensor]:
+        return [maps[f"prediction_map_{scale:g}"] for scale in self.discriminator.scales]
+
+    def _features(self, maps: dict[str, Any]) -> list[list[Tensor]]:
+        return [maps[f"feature_maps_{scale:g}"] for scale in self.discriminator.scales]
+
+    def discriminator_loss(self, driving: Tensor, prediction: Tensor) -> Tensor:
+        """Hinge loss of the discriminator on real frames and (detached) predictions."""
+        real = self.discriminator(self._disc_input(self.pyramid(driving)))
+        fake = self.discriminator(self._disc_input(self.pyramid(prediction.detach())))
+        total = driving.new_zeros(())
+        for r, f in zip(self._predictions(real), self._predictions(fake)):
+            total = total + F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean()
+        return self.hparams.gan_weight * total
+
+    # ------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        optimizers = self.optimizers()
+        opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
+        source, driving, euler = self.pairs(batch)
+        losses, out = self.generator_losses(source, driving, euler)
+        loss = sum(losses.values())
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        self._clip(opt_g)
+        opt_g.step()
+        logs = {f"train/{name}": value.detach() for name, value in losses.items()}
+        if opt_d is not None:
+            disc_loss = self.discriminator_loss(driving, out["prediction"])
+            opt_d.zero_grad()
+            self.manual_backward(disc_loss)
+            self._clip(opt_d)
+            opt_d.step()
+            logs["train/discriminator"] = disc_loss.detach()
+        self.log_dict(logs, batch_size=driving.shape[0])
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=driving.shape[0])
+
+    def _clip(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradient clipping under manual optimization (the trainer's ``gradient_clip_val``)."""
+        value = self.trainer.gradient_clip_val
+        if value:
+            self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm="norm")
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in self._schedulers():
+            scheduler.step()
+
+    def _schedulers(self) -> list[Any]:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    # ------------------------------------------------------------------------------------------
+    def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
+        frames = batch["frames"]
+        b, t = frames.shape[:2]
+        source, driving, euler = self.pairs(batch)
+        out = self.reconstruct(source, driving)
+        prediction = out["prediction"].clamp(0, 1).view(b, t, *driving.shape[1:])
+        target = driving.view(b, t, *driving.shape[1:])
+        repeated = source.view(b, t, *driving.shape[1:])
+        # The source frame itself, when inside the window, is left out: the baseline would be perfect.
+        index = batch["start"].view(b, 1) + torch.arange(t, device=frames.device)
+        keep = index != batch["source_index"].view(b, 1)
+        for k in range(b):
+            if keep[k].any():
+                for name, metric in self.metrics.items():
+                    video = repeated if name.endswith("_source") else prediction
+                    metric.update(video[k, keep[k]].unsqueeze(0), target[k, keep[k]].unsqueeze(0))
+        he = out["he_driving"]
+        errors = torch.stack([(he[f"{n}_deg"] - euler[:, k] * (math.pi / FACE_VID2VID_PI)).abs()
+                              for k, n in enumerate(ANGLES)], -1)  # fmt: skip
+        self._angle_errors.append(errors.detach())
+        self.log(f"{stage}/loss_l1", (prediction - target).abs().mean(), batch_size=b, sync_dist=True)
+        if stage == "val" and len(self._grid_rows) < self.hparams.image_log_count:
+            middle = t // 2  # one driving frame of the window per row
+            for k in range(min(b, self.hparams.image_log_count - len(self._grid_rows))):
+                row = torch.cat([repeated[k, middle], target[k, middle], prediction[k, middle]], dim=-1)
+                self._grid_rows.append((row.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8))
+
+    def _log_epoch(self, stage: str) -> None:
+        for name, metric in self.metrics.items():
+            self.log(f"{stage}/{name}", metric.compute().float())
+            metric.reset()
+        if self._angle_errors:
+            errors = torch.cat(self._angle_errors).mean(0)
+            # Mean over this rank's frames; ranks are averaged (frame counts per rank are equal
+            # up to the last batch under the distributed sampler).
+            for k, name in enumerate(ANGLES):
+                self.log(f"{stage}/{name}_error", errors[k], sync_dist=True)
+        self._angle_errors.clear()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+        every = self.hparams.image_log_every_n_epochs
+        if self._grid_rows and every and self.current_epoch % every == 0 and self.trainer.is_global_zero \
+                and not self.trainer.sanity_checking:  # fmt: skip
+            grid = np.concatenate(self._grid_rows, axis=0)
+            log_image_grid(self.trainer, grid, "val/source_driving_prediction", self.global_step, self.current_epoch)
+        self._grid_rows.clear()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    # ------------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        networks = [self.kp_detector, self.he_estimator, self.generator]
+        params = [p for net in networks for p in net.parameters() if p.requires_grad]
+        optimizers = [torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas))]
+        if self.discriminator is not None:
+            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=tuple(hp.betas)))
+        if not hp.lr_milestones:
+            return optimizers
+        schedulers = [torch.optim.lr_scheduler.MultiStepLR(opt, hp.lr_milestones, gamma=0.1) for opt in optimizers]
+        return optimizers, schedulers
+
+    def export(self, path: str | os.PathLike) -> None:
+        """Write the three networks in the public checkpoint layout (``generator``, ``kp_detector``,
+        ``he_estimator``, plus ``discriminator`` when there is one), loadable by
+        :func:`load_face_vid2vid_state` and by the public face-vid2vid / SadTalker code."""
+        state = {
+            "generator": self.generator.state_dict(),
+            "kp_detector": self.kp_detector.state_dict(),
+            "he_estimator": self.he_estimator.state_dict(),
+        }
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+        torch.save(state, path)
