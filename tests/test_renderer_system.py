@@ -1,0 +1,187 @@
+"""The renderer as users meet it: `emoface fit` with the renderer configs, the MEADDataModule's
+source frames, the batched inference path, export / fine-tune round trips and the VGG19 weights."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from emoface.cli import main
+from emoface.datamodules import MEADDataModule
+from emoface.io.weights import MissingWeightsError
+from emoface.lightning_modules import FaceRenderer
+from emoface.networks.face_vid2vid import (
+    CanonicalKeypointDetector,
+    HeadExpressionEstimator,
+    OcclusionAwareGenerator,
+    OcclusionAwareSPADEGenerator,
+    load_face_vid2vid_state,
+)
+from emoface.networks.perceptual import VGG19Features
+from emoface.rendering import FaceVid2VidRenderer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs/tests/tiny_renderer.yaml")
+
+# Tiny networks (the sizes of configs/tests/tiny_renderer.yaml) for direct construction.
+TINY_KP = dict(block_expansion=8, feature_channel=4, max_features=32, reshape_channel=128, reshape_depth=4, num_blocks=2)
+TINY_HE = dict(block_expansion=8, feature_channel=4, max_features=64)
+TINY_GEN = dict(block_expansion=8, feature_channel=4, max_features=16, reshape_channel=4, reshape_depth=4, num_resblocks=1,
+                dense_motion_params=dict(block_expansion=8, max_features=16, num_blocks=2, reshape_depth=4, compress=2))
+
+
+def tiny_renderer(generator_class: type = OcclusionAwareGenerator, **kwargs: object) -> FaceRenderer:
+    torch.manual_seed(0)
+    return FaceRenderer(
+        CanonicalKeypointDetector(**TINY_KP), HeadExpressionEstimator(**TINY_HE), generator_class(**TINY_GEN),
+        perceptual_backbone=None, scales=[1, 0.5], **kwargs,
+    )  # fmt: skip
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a temporary directory: the configs' relative ``runs/...`` paths land there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("config", ["renderer.yaml", "renderer_small.yaml"])
+def test_fit_fast_dev_run(config: str, in_tmp: Path) -> None:
+    assert main(["fit", "--config", str(REPO / "configs" / config), "--config", TINY, "--trainer.fast_dev_run", "true"]) == 0
+
+
+def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> None:
+    # configs/renderer.yaml with the tiny overlay: the vox-256 recipe including the discriminator.
+    assert main(["fit", "--config", str(REPO / "configs/renderer.yaml"), "--config", TINY]) == 0
+    root = in_tmp / "runs/renderer"
+    with open(next(root.rglob("metrics.csv")), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    logged = {k for row in rows for k, v in row.items() if v}
+    for key in ("train/loss", "train/perceptual", "train/equivariance", "train/keypoint_prior", "train/head_pose",
+                "train/expression", "train/gan", "train/feature_matching", "train/discriminator", "val/psnr",
+                "val/ssim", "val/psnr_source", "val/ssim_source", "val/yaw_error", "val/pitch_error"):  # fmt: skip
+        assert key in logged, key
+    psnr = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
+    assert all(0 < value < 100 for value in psnr)  # finite: the source frame itself is not scored
+    grids = sorted(root.rglob("figures/val_source_driving_prediction_epoch*.png"))
+    assert [g.name for g in grids] == ["val_source_driving_prediction_epoch000.png",
+                                       "val_source_driving_prediction_epoch001.png"]  # fmt: skip
+    import matplotlib.image
+
+    grid = matplotlib.image.imread(grids[-1])
+    assert grid.shape[1] == 3 * 64  # source | driving | prediction, 64 px each
+
+    # Exported networks load strictly in the public layout and start a fine-tuning run.
+    system = FaceRenderer.load_from_checkpoint(root / "checkpoints/last.ckpt", map_location="cpu")
+    exported = in_tmp / "renderer.pth.tar"
+    system.export(exported)
+    saved = torch.load(exported, map_location="cpu", weights_only=True)
+    assert {"generator", "kp_detector", "he_estimator", "discriminator"} <= set(saved)
+    nets = (CanonicalKeypointDetector(**TINY_KP), HeadExpressionEstimator(**TINY_HE), OcclusionAwareGenerator(**TINY_GEN))
+    load_face_vid2vid_state(exported, *nets)
+    for ours, theirs in zip(nets, (system.kp_detector, system.he_estimator, system.generator)):
+        for name, tensor in theirs.state_dict().items():
+            assert torch.equal(ours.state_dict()[name], tensor), name
+    assert main(["fit", "--config", str(REPO / "configs/renderer.yaml"), "--config", TINY,
+                 "--model.init_args.init_checkpoint", str(exported), "--trainer.fast_dev_run", "true"]) == 0  # fmt: skip
+
+
+def test_init_checkpoint_of_other_sizes_is_a_clear_error(tmp_path: Path) -> None:
+    wide = dict(TINY_KP, block_expansion=16, max_features=64, reshape_channel=256)
+    torch.save({"kp_detector": CanonicalKeypointDetector(**wide).state_dict()}, tmp_path / "wide.pth")
+    with pytest.raises(ValueError, match="block_expansion"):
+        tiny_renderer(init_checkpoint=str(tmp_path / "wide.pth"))
+    with pytest.raises(MissingWeightsError, match="00000189-checkpoint.pth.tar"):
+        tiny_renderer(init_checkpoint=str(tmp_path))  # a folder without the known file
+
+
+def test_source_frame_field(mead_cache_128: Path) -> None:
+    dm = MEADDataModule(cache_dir=str(mead_cache_128), fields=["frames", "pose", "source_frame"], window=4, batch_size=2)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    drawn = set()
+    for draw in range(6):
+        item = train[(0, draw * 7919)]
+        clip = train._files.get(train.entries[train.items[0][0]].path)
+        k = item["source_index"]
+        drawn.add(k)
+        assert torch.equal(item["source_frame"], torch.from_numpy(clip.frames(k, k + 1)[0]).permute(2, 0, 1))
+        assert torch.equal(item["source_euler"], torch.from_numpy(clip["euler"][k].copy()))
+    assert len(drawn) > 1  # training sources are random frames of the clip
+    for name in ("val", "test", "predict"):
+        item = dm.datasets[name][len(dm.datasets[name]) - 1]
+        assert item["source_index"] == 0  # evaluation: the clip's first frame
+        assert item["source_frame"].shape == (3, 128, 128) and item["source_frame"].dtype == torch.uint8
+    whole = dm.datasets["predict"][0]
+    assert torch.equal(whole["source_frame"], whole["frames"][0])
+
+
+@pytest.mark.parametrize("generator_class", [OcclusionAwareGenerator, OcclusionAwareSPADEGenerator])
+def test_batched_rendering_equals_frame_by_frame(generator_class: type) -> None:
+    system = tiny_renderer(generator_class).eval()
+    source = torch.rand(1, 3, 64, 64)
+    driving = torch.rand(7, 3, 64, 64)
+    renderer = FaceVid2VidRenderer(system.kp_detector, system.he_estimator, system.generator, batch_size=3)
+    batched = renderer.reconstruct(source, driving)  # batches of 3, 3 and 1 frames
+    with torch.no_grad():
+        single = torch.cat([system.reconstruct(source, driving[k : k + 1])["prediction"] for k in range(7)])
+    assert batched.shape == (7, 3, 64, 64)
+    # Equal up to float noise (batch-size dependent conv algorithms; the random spectral norms of
+    # the untrained SPADE decoder amplify it): 1e-4 is 1/40 of one 8-bit level.
+    assert torch.allclose(batched, single.clamp(0, 1), atol=1e-4)
+    # uint8 input gives the same frames as its float version
+    as_uint8 = (driving * 255).round().to(torch.uint8)
+    assert torch.allclose(renderer.reconstruct(source, as_uint8), renderer.reconstruct(source, as_uint8.float() / 255))
+
+
+def test_renderer_from_checkpoint_renders_given_keypoints(tmp_path: Path) -> None:
+    system = tiny_renderer()
+    system.export(tmp_path / "tiny.pth.tar")
+    nets = dict(kp_detector=CanonicalKeypointDetector(**TINY_KP), he_estimator=HeadExpressionEstimator(**TINY_HE),
+                generator=OcclusionAwareGenerator(**TINY_GEN))  # fmt: skip
+    renderer = FaceVid2VidRenderer.from_checkpoint(tmp_path / "tiny.pth.tar", **nets, batch_size=4)
+    source = renderer.prepare_source(torch.rand(3, 64, 64))
+    zeros = torch.zeros(5)
+    kp = renderer.driving_keypoints(source, zeros, zeros, zeros, torch.zeros(5, 3), torch.zeros(5, 45))
+    assert torch.allclose(kp, source.kp_canonical.expand(5, -1, -1))
+    frames = renderer.render(source, kp)
+    assert frames.shape == (5, 3, 64, 64) and frames.min() >= 0 and frames.max() <= 1
+    with pytest.raises(ValueError, match="batch_size"):
+        FaceVid2VidRenderer(*nets.values(), batch_size=0)
+
+
+def test_vgg19_weights_resolve_like_other_weight_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    with pytest.raises(MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
+        VGG19Features("imagenet")
+    # A stand-in file with torchvision's names and shapes (features only) loads, and is used.
+    from torchvision.models import vgg19
+
+    state = {f"features.{k}": v for k, v in vgg19(weights=None).features.state_dict().items()}
+    path = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save(state, path)
+    features = VGG19Features(str(path))
+    assert torch.equal(features.slices[0][0].weight, state["features.0.weight"])
+    assert torch.equal(features.slices[4][-2].weight, state["features.28.weight"])
+    outputs = features(torch.rand(1, 3, 32, 32))
+    assert [o.shape[1] for o in outputs] == [64, 128, 256, 512, 512]
+    assert not any(p.requires_grad for p in features.parameters())
+    features.train()
+    assert not features.training  # a frozen loss network stays in eval mode
+
+
+def test_head_pose_loss_targets_preprocessing_pose() -> None:
+    system = tiny_renderer(equivariance_weight=0, keypoint_prior_weight=0, expression_weight=0, l1_weight=0,
+                           perceptual_weights=[0, 0, 0, 0, 0], head_pose_weight=1.0)  # fmt: skip
+    images = torch.rand(2, 3, 64, 64)
+    estimate = system.estimate(images)
+    euler = torch.stack([estimate[f"{n}_deg"] for n in ("yaw", "pitch", "roll")], -1).detach()
+    # The target is the preprocessing pose in true degrees, scaled to the estimator's 3.14-degrees.
+    losses, _ = system.generator_losses(images, images, euler * 3.14 / torch.pi)
+    assert set(losses) == {"head_pose"}
+    assert losses["head_pose"].item() < 1e-4
+    losses, _ = system.generator_losses(images, images, (euler + 2.0) * 3.14 / torch.pi)
+    assert losses["head_pose"].item() == pytest.approx(6.0, abs=1e-3)
