@@ -3,8 +3,8 @@ actors it never saw.
 
     python benchmarks/renderer_learning.py            # CPU; cache built under --out unless --cache-dir
 
-1. Builds (or reuses) a 24-actor mini-MEAD cache at 96 px (the evaluators' cache: 22 training
-   actors, 1 validation, 1 test; speaker split).
+1. Builds (or reuses) a 24-actor mini-MEAD cache at 64 px (22 training actors, 1 validation,
+   1 test; speaker split; built like the evaluators' cache).
 2. Trains ``FaceRenderer`` exactly as a user does, ``emoface fit --config configs/renderer_small.yaml``
    (in-process, with the cache and a run folder on the command line).
 3. Loads the last checkpoint and, for every clip of the two held-out actors, reconstructs each
@@ -48,12 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_cache(root: Path) -> Path:
-    """The evaluators benchmark's 24-actor, 96 px mini-MEAD cache (built once, reused)."""
+    """A 24-actor, 64 px mini-MEAD cache built by the evaluators benchmark's ``build_cache`` (reused)."""
     spec = importlib.util.spec_from_file_location("evaluators_learning", REPO / "benchmarks" / "evaluators_learning.py")
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
-    return module.build_cache(root, size=96, speakers=24, seconds=2.0)
+    return module.build_cache(root, size=64, speakers=24, seconds=2.0)
 
 
 def train(cache: Path, root: Path, seed: int, max_steps: int | None = None) -> Path:

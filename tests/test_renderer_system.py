@@ -61,7 +61,7 @@ def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> Non
         rows = list(csv.DictReader(handle))
     logged = {k for row in rows for k, v in row.items() if v}
     for key in ("train/loss", "train/perceptual", "train/equivariance", "train/keypoint_prior", "train/head_pose",
-                "train/expression", "train/gan", "train/feature_matching", "train/discriminator", "val/psnr",
+                "train/head_pose_bins", "train/expression", "train/gan", "train/feature_matching", "train/discriminator", "val/psnr",
                 "val/ssim", "val/psnr_source", "val/ssim_source", "val/yaw_error", "val/pitch_error"):  # fmt: skip
         assert key in logged, key
     psnr = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
@@ -175,7 +175,7 @@ def test_vgg19_weights_resolve_like_other_weight_files(tmp_path: Path, monkeypat
 
 def test_head_pose_loss_targets_preprocessing_pose() -> None:
     system = tiny_renderer(equivariance_weight=0, keypoint_prior_weight=0, expression_weight=0, l1_weight=0,
-                           perceptual_weights=[0, 0, 0, 0, 0], head_pose_weight=1.0)  # fmt: skip
+                           perceptual_weights=[0, 0, 0, 0, 0], head_pose_weight=1.0, head_pose_bin_weight=0)  # fmt: skip
     images = torch.rand(2, 3, 64, 64)
     estimate = system.estimate(images)
     euler = torch.stack([estimate[f"{n}_deg"] for n in ("yaw", "pitch", "roll")], -1).detach()
@@ -185,3 +185,27 @@ def test_head_pose_loss_targets_preprocessing_pose() -> None:
     assert losses["head_pose"].item() < 1e-4
     losses, _ = system.generator_losses(images, images, (euler + 2.0) * 3.14 / torch.pi)
     assert losses["head_pose"].item() == pytest.approx(6.0, abs=1e-3)
+
+
+def test_bf16_autocast_renders_close_to_float32() -> None:
+    system = tiny_renderer().eval()
+    source, driving = torch.rand(1, 3, 64, 64), torch.rand(4, 3, 64, 64)
+    nets = (system.kp_detector, system.he_estimator, system.generator)
+    full = FaceVid2VidRenderer(*nets, batch_size=4).reconstruct(source, driving)
+    half = FaceVid2VidRenderer(*nets, batch_size=4, autocast_dtype=torch.bfloat16).reconstruct(source, driving)
+    assert half.dtype == torch.float32  # frames come back in float32 whatever the compute precision
+    assert (half - full).abs().mean() < 0.01
+
+
+def test_head_pose_bin_loss_is_the_cross_entropy_of_the_target_bins() -> None:
+    system = tiny_renderer(equivariance_weight=0, keypoint_prior_weight=0, expression_weight=0, l1_weight=0,
+                           perceptual_weights=[0, 0, 0, 0, 0], head_pose_weight=0, head_pose_bin_weight=1.0)  # fmt: skip
+    images = torch.rand(2, 3, 64, 64)
+    # True degrees, the estimator unit times 3.14 / pi (the system scales them back).
+    euler = torch.tensor([[0.5, -10.0, 30.5], [-40.0, 2.0, 4.0]]) * 3.14 / torch.pi
+    losses, out = system.generator_losses(images, images, euler)
+    bins = torch.tensor([[33, 29, 43], [19, 33, 34]])  # floor((deg + 99) / 3) in the estimator's unit
+    expected = sum(torch.nn.functional.cross_entropy(out["he_driving"][n], bins[:, k])
+                   for k, n in enumerate(("yaw", "pitch", "roll")))  # fmt: skip
+    assert set(losses) == {"head_pose_bins"}
+    assert losses["head_pose_bins"].item() == pytest.approx(expected.item(), rel=1e-5)
