@@ -93,14 +93,29 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
 
 
-def evaluate(checkpoint: Path, cache: Path, lpips_weights: str | None = None, batch_size: int = 16) -> dict[str, Any]:
-    """Scores of the trained renderer and of the "source frame repeated" baseline on held-out actors."""
+def untrained(checkpoint: Path) -> Any:
+    """A renderer with the trained one's sizes and a fresh random initialisation (the floor)."""
+    from emoface.lightning_modules import FaceRenderer
+
+    torch.manual_seed(0)
+    system = FaceRenderer.load_from_checkpoint(checkpoint, map_location="cpu", perceptual_backbone=None)
+    for module in system.modules():
+        if module is not system and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return system
+
+
+def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None = None, batch_size: int = 16) -> dict[str, Any]:
+    """Scores of a renderer (a ``FaceRenderer`` or its checkpoint) and of the "source frame
+    repeated" baseline on held-out actors."""
     from emoface.io.weights import MissingWeightsError
     from emoface.lightning_modules import FaceRenderer
     from emoface.metrics import LPIPS, PSNR, SSIM
     from emoface.rendering import FaceVid2VidRenderer
 
-    system = FaceRenderer.load_from_checkpoint(checkpoint, map_location="cpu", perceptual_backbone=None)
+    system = system_or_checkpoint
+    if not isinstance(system, FaceRenderer):
+        system = FaceRenderer.load_from_checkpoint(system, map_location="cpu", perceptual_backbone=None)
     renderer = FaceVid2VidRenderer(system.kp_detector, system.he_estimator, system.generator, batch_size=batch_size)
     metrics: dict[str, dict[str, Any]] = {"renderer": {}, "source repeated": {}}
     for row in metrics.values():
@@ -153,8 +168,10 @@ def table(result: dict[str, Any]) -> str:
         "| method | PSNR (dB) | SSIM | LPIPS |",
         "|---|---|---|---|",
     ]
-    for method in ("source repeated", "renderer"):
-        row = result[method]
+    rows = [("source frame repeated", result["source repeated"]), ("renderer (trained)", result["renderer"])]
+    if "untrained" in result:
+        rows.insert(0, ("renderer, untrained (random init)", result["untrained"]))
+    for method, row in rows:
         lines.append(f"| {method} | {fmt(row['psnr'], 2)} | {fmt(row['ssim'], 3)} | {fmt(row['lpips'], 3)} |")
     lines += ["", "| angle | correlation with preprocessing | MAE (deg) | real std (deg) |", "|---|---|---|---|"]
     for name in ("yaw", "pitch", "roll"):
@@ -191,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = train(cache, out / "run", args.seed, args.max_steps)
     trained = time.time()
     result = evaluate(checkpoint, cache, args.lpips_weights)
+    result["untrained"] = evaluate(untrained(checkpoint), cache, args.lpips_weights)["renderer"]
     print(table(result))
     print(f"\ntimes: cache {built - start:.0f} s, training {trained - built:.0f} s, evaluation {time.time() - trained:.0f} s")
     failed = 0

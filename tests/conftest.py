@@ -50,11 +50,6 @@ def evaluators_mead_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     24 mini-MEAD actors (22 train, 1 val, 1 test), one 2-second clip per emotion and level, built
     once per session with the benchmark's own ``build_cache`` (about two minutes on 2 CPU cores).
     """
-    import importlib.util
+    from benchmark_support import load_benchmark
 
-    spec = importlib.util.spec_from_file_location(
-        "evaluators_learning", Path(__file__).resolve().parents[1] / "benchmarks" / "evaluators_learning.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench.build_cache(tmp_path_factory.mktemp("evaluators-mead"), size=96, speakers=24, seconds=2.0)
+    return load_benchmark("evaluators_learning").build_cache(tmp_path_factory.mktemp("evaluators-mead"), size=96, speakers=24, seconds=2.0)

@@ -10,12 +10,12 @@ leads the video, and audio delayed by ``k`` frames reads ``-k``.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from benchmark_support import load_benchmark as load_benchmark_script
 from torch import Tensor, nn
 
 from emoface.metrics import SyncScore
@@ -26,11 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_benchmark() -> ModuleType:
     """benchmarks/evaluators_learning.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("evaluators_learning", REPO / "benchmarks/evaluators_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("evaluators_learning")
 
 
 class _LoudnessSyncNet(nn.Module):

@@ -67,8 +67,9 @@ def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> Non
     psnr = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
     assert all(0 < value < 100 for value in psnr)  # finite: the source frame itself is not scored
     grids = sorted(root.rglob("figures/val_source_driving_prediction_epoch*.png"))
-    assert [g.name for g in grids] == ["val_source_driving_prediction_epoch000.png",
-                                       "val_source_driving_prediction_epoch001.png"]  # fmt: skip
+    # One grid per validation (2 epochs of 2 steps; the file names carry epoch and step).
+    assert [g.name for g in grids] == ["val_source_driving_prediction_epoch000_step000002.png",
+                                       "val_source_driving_prediction_epoch001_step000004.png"]  # fmt: skip
     import matplotlib.image
 
     grid = matplotlib.image.imread(grids[-1])
@@ -85,17 +86,28 @@ def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> Non
     for ours, theirs in zip(nets, (system.kp_detector, system.he_estimator, system.generator)):
         for name, tensor in theirs.state_dict().items():
             assert torch.equal(ours.state_dict()[name], tensor), name
+    # Fine-tuning from the exported file starts from its weights ...
+    start = tiny_renderer(init_checkpoint=str(exported))
+    start.load_init_checkpoint()
+    assert torch.equal(start.generator.state_dict()["final.weight"], saved["generator"]["final.weight"])
+    tuned = in_tmp / "tuned"
     assert main(["fit", "--config", str(REPO / "configs/renderer.yaml"), "--config", TINY,
-                 "--model.init_args.init_checkpoint", str(exported), "--trainer.fast_dev_run", "true"]) == 0  # fmt: skip
+                 "--model.init_args.init_checkpoint", str(exported), "--trainer.default_root_dir", str(tuned),
+                 "--trainer.callbacks.init_args.dirpath", str(tuned / "checkpoints"),
+                 "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"]) == 0  # fmt: skip
+    # ... through the CLI too, and its checkpoint loads without the file it started from.
+    exported.unlink()
+    tuned_system = FaceRenderer.load_from_checkpoint(tuned / "checkpoints/last.ckpt", map_location="cpu")
+    assert tuned_system.hparams.init_checkpoint == str(exported)
 
 
 def test_init_checkpoint_of_other_sizes_is_a_clear_error(tmp_path: Path) -> None:
     wide = dict(TINY_KP, block_expansion=16, max_features=64, reshape_channel=256)
     torch.save({"kp_detector": CanonicalKeypointDetector(**wide).state_dict()}, tmp_path / "wide.pth")
     with pytest.raises(ValueError, match="block_expansion"):
-        tiny_renderer(init_checkpoint=str(tmp_path / "wide.pth"))
+        tiny_renderer(init_checkpoint=str(tmp_path / "wide.pth")).load_init_checkpoint()
     with pytest.raises(MissingWeightsError, match="00000189-checkpoint.pth.tar"):
-        tiny_renderer(init_checkpoint=str(tmp_path))  # a folder without the known file
+        tiny_renderer(init_checkpoint=str(tmp_path)).load_init_checkpoint()  # a folder without the known file
 
 
 def test_source_frame_field(mead_cache_128: Path) -> None:

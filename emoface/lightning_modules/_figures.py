@@ -84,7 +84,7 @@ def log_image_grid(trainer: Any, grid: np.ndarray, key: str, step: int, epoch: i
     """Send an image ``(H, W, 3)`` uint8 to every logger that takes images, and save a PNG.
 
     TensorBoard gets ``add_image``, Weights & Biases ``log_image``; the PNG goes beside the
-    figures of :func:`log_figure` (``<log_dir>/figures/<key>_epoch<NNN>.png``).
+    figures of :func:`log_figure` (``<log_dir>/figures/<key>_epoch<NNN>_step<NNNNNN>.png``).
     """
     import matplotlib.image
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
@@ -96,4 +96,5 @@ def log_image_grid(trainer: Any, grid: np.ndarray, key: str, step: int, epoch: i
         elif isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[grid], step=step)
     directory = figure_dir(trainer)
-    matplotlib.image.imsave(directory / f"{key.replace('/', '_')}_epoch{epoch:03d}.png", grid)
+    # The step too: runs validated several times an epoch (``val_check_interval``) keep every grid.
+    matplotlib.image.imsave(directory / f"{key.replace('/', '_')}_epoch{epoch:03d}_step{step:06d}.png", grid)

@@ -94,7 +94,9 @@ class FaceRenderer(LightningModule):
         generator: :class:`OcclusionAwareGenerator` or :class:`OcclusionAwareSPADEGenerator`.
         discriminator: multi-scale patch discriminator; ``None`` trains without GAN losses.
         init_checkpoint: a face-vid2vid checkpoint (public vox-256 layout, or one written by
-            :meth:`export`) to start from (fine-tuning); loaded strictly.
+            :meth:`export`) to start from (fine-tuning); loaded strictly when training starts
+            (:meth:`load_init_checkpoint`), not when a trained system is rebuilt from its own
+            checkpoint or a run resumes, which then need not find that file again.
         perceptual_weights: weight of each VGG19 slice (5 values; all 0 disables the loss).
         perceptual_backbone: ``"imagenet"`` (torchvision's ``vgg19-dcbb9e9d.pth`` from the hub
             cache), a path to that file, or ``None`` for a random VGG19.
@@ -153,10 +155,6 @@ class FaceRenderer(LightningModule):
         self.he_estimator = he_estimator if he_estimator is not None else HeadExpressionEstimator()
         self.generator = generator if generator is not None else OcclusionAwareGenerator()
         self.discriminator = discriminator
-        if init_checkpoint is not None:
-            load_face_vid2vid_state(
-                init_checkpoint, kp_detector=self.kp_detector, he_estimator=self.he_estimator, generator=self.generator
-            )
         if len(perceptual_weights) != 5:
             raise ValueError(f"perceptual_weights needs one weight per VGG19 slice (5), got {perceptual_weights}")
         self.vgg = VGG19Features(perceptual_backbone) if any(perceptual_weights) else None
@@ -169,6 +167,22 @@ class FaceRenderer(LightningModule):
                 self.metrics[f"lpips{suffix}"] = LPIPS(backbone_weights=lpips_backbone_weights)
         self._angle_errors: list[Tensor] = []
         self._grid_rows: list[np.ndarray] = []
+
+    def load_init_checkpoint(self) -> None:
+        """Load ``init_checkpoint`` into the keypoint detector, estimator and generator (strict).
+
+        Raises:
+            MissingWeightsError: the file does not exist.
+            CheckpointMismatchError: its networks have other sizes (the message lists the keys).
+        """
+        load_face_vid2vid_state(
+            self.hparams.init_checkpoint, kp_detector=self.kp_detector, he_estimator=self.he_estimator,
+            generator=self.generator,
+        )  # fmt: skip
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_checkpoint is not None and self.trainer.ckpt_path is None:
+            self.load_init_checkpoint()
 
     # ------------------------------------------------------------------------------------------
     # Inference pieces
