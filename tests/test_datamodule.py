@@ -38,6 +38,8 @@ def test_batches_follow_the_documented_contract(mead_cache_128: Path) -> None:
         "gaze": ((b, t, 2, 2), torch.float32), "gaze_confidence": ((b, t, 2), torch.float32),
         "frames": ((b, t, 3, h, h), torch.uint8), "ref_landmarks": ((b, 68, 3), torch.float32),
         "ref_normalized_landmarks": ((b, 68, 3), torch.float32), "ref_frame": ((b, 3, h, h), torch.uint8),
+        "source_frame": ((b, 3, h, h), torch.uint8), "source_index": ((b,), torch.long),
+        "source_euler": ((b, 3), torch.float32),
     }  # fmt: skip
     assert set(batch) == set(expected) | {"clip"}
     for key, (shape, dtype) in expected.items():

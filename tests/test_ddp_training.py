@@ -31,12 +31,12 @@ class RecordWindows(Callback):
         Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
-def two_process_trainer(callback: Callback, **kwargs: object) -> Trainer:
+def two_process_trainer(callback: Callback, strategy: str = "ddp_spawn", **kwargs: object) -> Trainer:
     """A quiet trainer running DDP with 2 CPU processes (gloo), recording through ``callback``."""
     return Trainer(
         accelerator="cpu",
         devices=2,
-        strategy="ddp_spawn",
+        strategy=strategy,
         num_sanity_val_steps=0,
         logger=False,
         enable_checkpointing=False,
@@ -86,7 +86,7 @@ class RecordRendererRun(Callback):
         self.folder = folder
         self.psnr: list[float] = []
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # after the module logged
         value = trainer.callback_metrics.get("val/psnr")
         if value is not None:
             self.psnr.append(float(value))
@@ -123,12 +123,19 @@ def test_renderer_manual_optimization_under_ddp(mead_cache_128: Path, tmp_path: 
         MultiScaleDiscriminator(scales=[1], block_expansion=8, max_features=32),
         perceptual_backbone=None, scales=[1, 0.5], image_log_every_n_epochs=0,
     )  # fmt: skip
-    trainer = two_process_trainer(RecordRendererRun(str(tmp_path)), max_steps=3, limit_train_batches=3, limit_val_batches=2)
+    # Plain DDP would fail at the discriminator's first backward: the system says so before training.
+    model.trainer = Trainer(accelerator="cpu", devices=1, strategy="ddp", logger=False)
+    with pytest.raises(ValueError, match="ddp_find_unused_parameters_true"):
+        model.setup("fit")
+    model.trainer = None
+    # With a discriminator, each batch steps both optimizers: 2 batches = global step 4.
+    trainer = two_process_trainer(RecordRendererRun(str(tmp_path)), strategy="ddp_spawn_find_unused_parameters_true",
+                                  max_epochs=1, limit_train_batches=2, limit_val_batches=2)  # fmt: skip
     trainer.fit(model, datamodule=data)
 
     records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert all(r["world_size"] == 2 for r in records)
-    assert records[0]["step"] == records[1]["step"] == 3
+    assert records[0]["step"] == records[1]["step"] == 4
     # Both optimizers' gradients were all-reduced: the replicas end with the same weights ...
     assert records[0]["weights"] == pytest.approx(records[1]["weights"], rel=1e-9)
     assert records[0]["weights_abs"] == pytest.approx(records[1]["weights_abs"], rel=1e-9)

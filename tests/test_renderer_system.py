@@ -67,9 +67,10 @@ def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> Non
     psnr = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
     assert all(0 < value < 100 for value in psnr)  # finite: the source frame itself is not scored
     grids = sorted(root.rglob("figures/val_source_driving_prediction_epoch*.png"))
-    # One grid per validation (2 epochs of 2 steps; the file names carry epoch and step).
-    assert [g.name for g in grids] == ["val_source_driving_prediction_epoch000_step000002.png",
-                                       "val_source_driving_prediction_epoch001_step000004.png"]  # fmt: skip
+    # One grid per validation (2 epochs of 2 batches; with a discriminator each batch steps both
+    # optimizers, so the global step advances by 2; the file names carry epoch and step).
+    assert [g.name for g in grids] == ["val_source_driving_prediction_epoch000_step000004.png",
+                                       "val_source_driving_prediction_epoch001_step000008.png"]  # fmt: skip
     import matplotlib.image
 
     grid = matplotlib.image.imread(grids[-1])

@@ -181,8 +181,22 @@ class FaceRenderer(LightningModule):
         )  # fmt: skip
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.discriminator is not None:
+            self._check_ddp_settings()
         if stage == "fit" and self.hparams.init_checkpoint is not None and self.trainer.ckpt_path is None:
             self.load_init_checkpoint()
+
+    def _check_ddp_settings(self) -> None:
+        """Fail early, with the fix, where DDP would fail at the discriminator's first backward."""
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
+            raise ValueError(
+                "FaceRenderer with a discriminator under DDP needs find_unused_parameters: the discriminator's "
+                "step leaves the generator's parameters unused. Run with --trainer.strategy "
+                "ddp_find_unused_parameters_true (or ddp_spawn_find_unused_parameters_true)."
+            )
 
     # ------------------------------------------------------------------------------------------
     # Inference pieces
@@ -306,6 +320,8 @@ class FaceRenderer(LightningModule):
         optimizers = self.optimizers()
         opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
         source, driving, euler = self.pairs(batch)
+        if opt_d is not None:
+            self.toggle_optimizer(opt_g)  # no discriminator gradients from the generator's losses
         losses, out = self.generator_losses(source, driving, euler)
         loss = sum(losses.values())
         opt_g.zero_grad()
@@ -314,11 +330,14 @@ class FaceRenderer(LightningModule):
         opt_g.step()
         logs = {f"train/{name}": value.detach() for name, value in losses.items()}
         if opt_d is not None:
+            self.untoggle_optimizer(opt_g)
+            self.toggle_optimizer(opt_d)
             disc_loss = self.discriminator_loss(driving, out["prediction"])
             opt_d.zero_grad()
             self.manual_backward(disc_loss)
             self._clip(opt_d)
             opt_d.step()
+            self.untoggle_optimizer(opt_d)
             logs["train/discriminator"] = disc_loss.detach()
         self.log_dict(logs, batch_size=driving.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=driving.shape[0])
