@@ -35,10 +35,10 @@ TINY_GEN = dict(block_expansion=8, feature_channel=4, max_features=16, reshape_c
 
 def tiny_renderer(generator_class: type = OcclusionAwareGenerator, **kwargs: object) -> FaceRenderer:
     torch.manual_seed(0)
+    kwargs = {"perceptual_backbone": None, "scales": [1, 0.5], **kwargs}
     return FaceRenderer(
-        CanonicalKeypointDetector(**TINY_KP), HeadExpressionEstimator(**TINY_HE), generator_class(**TINY_GEN),
-        perceptual_backbone=None, scales=[1, 0.5], **kwargs,
-    )  # fmt: skip
+        CanonicalKeypointDetector(**TINY_KP), HeadExpressionEstimator(**TINY_HE), generator_class(**TINY_GEN), **kwargs
+    )
 
 
 @pytest.fixture()
@@ -76,6 +76,9 @@ def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> Non
     grid = matplotlib.image.imread(grids[-1])
     assert grid.shape[1] == 3 * 64  # source | driving | prediction, 64 px each
 
+    # The checkpoint holds the renderer, not the frozen VGG19 of its loss.
+    ckpt = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert not [key for key in ckpt["state_dict"] if "vgg" in key]
     # Exported networks load strictly in the public layout and start a fine-tuning run.
     system = FaceRenderer.load_from_checkpoint(root / "checkpoints/last.ckpt", map_location="cpu")
     exported = in_tmp / "renderer.pth.tar"
@@ -170,6 +173,10 @@ def test_vgg19_weights_resolve_like_other_weight_files(tmp_path: Path, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     with pytest.raises(MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
         VGG19Features("imagenet")
+    # The system asks for the file when training starts, not when it is built or reloaded.
+    system = tiny_renderer(perceptual_backbone="imagenet")
+    with pytest.raises(MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
+        system.perceptual_network()
     # A stand-in file with torchvision's names and shapes (features only) loads, and is used.
     from torchvision.models import vgg19
 

@@ -157,7 +157,10 @@ class FaceRenderer(LightningModule):
         self.discriminator = discriminator
         if len(perceptual_weights) != 5:
             raise ValueError(f"perceptual_weights needs one weight per VGG19 slice (5), got {perceptual_weights}")
-        self.vgg = VGG19Features(perceptual_backbone) if any(perceptual_weights) else None
+        # The frozen VGG19 is built when training starts (:meth:`perceptual_network`) and kept out
+        # of the module tree: checkpoints then hold the renderer only (not 80 MB of ImageNet
+        # weights), and rebuilding a trained system for inference needs no VGG19 file.
+        self._frozen: dict[str, nn.Module] = {}
         self.pyramid = ImagePyramid(scales)
         self.metrics = nn.ModuleDict(
             {f"{what}{suffix}": cls() for what, cls in (("psnr", PSNR), ("ssim", SSIM)) for suffix in ("", "_source")}
@@ -180,7 +183,17 @@ class FaceRenderer(LightningModule):
             generator=self.generator,
         )  # fmt: skip
 
+    def perceptual_network(self, device: torch.device | None = None) -> VGG19Features | None:
+        """The perceptual loss's VGG19 (built on first use; ``None`` when its weights are all 0)."""
+        if not any(self.hparams.perceptual_weights):
+            return None
+        if "vgg" not in self._frozen:
+            self._frozen["vgg"] = VGG19Features(self.hparams.perceptual_backbone)
+        return self._frozen["vgg"].to(device or self.device)
+
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.perceptual_network()  # a missing VGG19 file stops the run before the first step
         if stage == "fit" and self.discriminator is not None:
             self._check_ddp_settings()
         if stage == "fit" and self.hparams.init_checkpoint is not None and self.trainer.ckpt_path is None:
@@ -247,10 +260,11 @@ class FaceRenderer(LightningModule):
         out = self.reconstruct(source, driving)
         real, fake = self.pyramid(driving), self.pyramid(out["prediction"])
         losses: dict[str, Tensor] = {}
-        if self.vgg is not None:
+        vgg = self.perceptual_network(driving.device)
+        if vgg is not None:
             total = driving.new_zeros(())
             for scale in self.pyramid.scales:
-                fake_features, real_features = self.vgg(fake[scale]), self.vgg(real[scale])
+                fake_features, real_features = vgg(fake[scale]), vgg(real[scale])
                 for weight, a, b in zip(hp.perceptual_weights, fake_features, real_features):
                     if weight:
                         total = total + weight * (a - b.detach()).abs().mean()
