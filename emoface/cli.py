@@ -25,6 +25,7 @@ TOOL_VERBS: dict[str, str] = {
     "mini-mead": "emoface.datamodules.mini_mead_cli",
     "preprocess": "emoface.preprocessing.cli",
     "generate": "emoface.generate",
+    "plot": "emoface.plot",
 }
 
 

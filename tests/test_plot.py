@@ -1,0 +1,156 @@
+"""``emoface plot`` and the drawing helpers of :mod:`emoface.visualize`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emoface.cli import main
+from emoface.geometry.relocation import relocate
+from emoface.io.arrays import save_npz
+from emoface.io.media import probe
+from emoface.visualize import (
+    annotate_frames,
+    blank_frames,
+    canvas_size,
+    draw_cues,
+    image_grid,
+    pick_frames,
+    track_from_arrays,
+)
+
+CLIP = "happy/level_2/001"
+
+
+@pytest.fixture(scope="module")
+def small_cache(mini_mead_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three clips of one actor of the session's 64 px mini-MEAD, preprocessed (groundtruth backend)."""
+    from emoface.preprocessing.pipeline import PreprocessOptions, preprocess
+
+    cache = tmp_path_factory.mktemp("plot-cache")
+    summary = preprocess(mini_mead_small, cache, PreprocessOptions(backend="groundtruth", size=64), actors=["M005"],
+                         emotions=["happy"], progress=False)  # fmt: skip
+    assert summary.failed == 0 and summary.ok_total == 3
+    return cache
+
+
+@pytest.fixture(scope="module")
+def cue_file(small_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stage-1 cue file (docs/data_format.md keys) made from the cached clip's own cues."""
+    with np.load(small_cache / "clips/M005" / f"{CLIP}.npz") as data:
+        cues = {k: torch.from_numpy(data[k].copy()) for k in ("normalized_landmarks", "gaze", "rotation", "translation", "scale")}
+        euler = data["euler"].copy()
+    out = relocate(cues["normalized_landmarks"], cues["gaze"], cues["rotation"], cues["translation"], cues["scale"])
+    path = tmp_path_factory.mktemp("cues") / "M005" / f"{CLIP}.npz"
+    save_npz(path, {**{k: v.numpy() for k, v in cues.items()}, "euler": euler, "relocated": out.points.numpy(),
+                    "gaze_vectors": out.gaze_vectors.numpy(), "clip": np.str_(f"M005/{CLIP}"),
+                    "emotion": np.str_("happy"), "level": np.int64(2), "start": np.int64(0), "fps": np.int64(25)})  # fmt: skip
+    return path
+
+
+def plot(*args: str) -> int:
+    return main(["plot", *args])
+
+
+def check_outputs(stem: Path, frames: int, side: int, audio: bool) -> None:
+    video, png = stem.with_name(stem.name + ".mp4"), stem.with_name(stem.name + ".png")
+    assert video.is_file() and png.is_file()
+    info = probe(video)
+    assert info.num_frames == frames and (info.width, info.height) == (side, side)
+    assert info.has_audio is audio
+    with Image.open(png) as image:
+        image.load()
+        # 8 frames in 2 rows of 4, 2 px padding around and between the tiles
+        assert image.size == (4 * (side + 2) + 2, 2 * (side + 2) + 2) and image.mode == "RGB"
+
+
+def test_plot_cache_clip_writes_mp4_with_audio_and_png(small_cache: Path, tmp_path: Path) -> None:
+    stem = tmp_path / "out" / "cache_clip"
+    assert plot(str(small_cache / "clips/M005" / f"{CLIP}.npz"), "-o", str(stem)) == 0
+    check_outputs(stem, frames=25, side=256, audio=True)  # 64 px crops drawn 4x larger
+
+
+def test_plot_mini_mead_video_uses_its_ground_truth(mini_mead_small: Path, tmp_path: Path) -> None:
+    stem = tmp_path / "video"
+    assert plot(str(mini_mead_small / "M005/video/front" / f"{CLIP}.mp4"), "-o", f"{stem}.mp4", "--upscale", "2") == 0
+    check_outputs(stem, frames=25, side=128, audio=True)
+
+
+def test_plot_cue_file_on_blank_canvas_and_over_frames(cue_file: Path, small_cache: Path, tmp_path: Path) -> None:
+    stem = tmp_path / "cues"
+    assert plot(str(cue_file), "-o", str(stem), "--size", "64") == 0
+    check_outputs(stem, frames=25, side=256, audio=False)
+
+    # over the clip's own frames, with the audio taken from them; the relocated landmarks equal the
+    # cache's landmarks, so the two drawings are the same picture
+    over = tmp_path / "over"
+    clip = small_cache / "clips/M005" / f"{CLIP}.npz"
+    assert plot(str(cue_file), "-o", str(over), "--frames", str(clip), "--no-video") == 0
+    assert not over.with_suffix(".mp4").exists()
+    real = tmp_path / "real"
+    assert plot(str(clip), "-o", str(real), "--no-video") == 0
+    a = np.asarray(Image.open(over.with_suffix(".png")), dtype=np.float32)
+    b = np.asarray(Image.open(real.with_suffix(".png")), dtype=np.float32)
+    assert a.shape == b.shape
+    title_free = np.ones(a.shape[:2], bool)
+    title_free[:20] = False  # the titles differ ("generated" / "cache")
+    assert np.abs(a - b)[title_free].mean() < 2.0
+
+
+def test_plot_bad_inputs_exit_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               cue_file: Path) -> None:  # fmt: skip
+    missing = tmp_path / "missing.npz"
+    assert plot(str(missing)) == 2
+    assert str(missing) in capsys.readouterr().err
+
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip")
+    assert plot(str(broken)) == 2
+    assert str(broken) in capsys.readouterr().err
+
+    other = tmp_path / "other.npz"
+    np.savez(other, something=np.zeros(3))
+    assert plot(str(other)) == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and "something" in err
+
+    video = tmp_path / "video.mp4"
+    video.write_bytes(b"")
+    assert plot(str(video)) == 2
+    assert "no cues for this video" in capsys.readouterr().err
+
+    assert plot(str(cue_file), "--frames", str(tmp_path / "nowhere.png"), "-o", str(tmp_path / "x")) == 2
+    assert "nowhere.png" in capsys.readouterr().err
+    assert plot(str(cue_file), "--audio", str(broken), "-o", str(tmp_path / "x")) == 2
+    assert str(broken) in capsys.readouterr().err
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_draw_helpers_shapes_and_content() -> None:
+    landmarks = np.zeros((68, 3), np.float32)
+    landmarks[:, 0] = np.linspace(20, 44, 68)
+    landmarks[:, 1] = 32
+    landmarks[36, 0], landmarks[45, 0] = 22, 42
+    image = blank_frames(1, 64)[0]
+    drawn = draw_cues(image, landmarks, gaze_vectors=np.array([[0.5, 0.0, -0.8], [0.5, 0.0, -0.8]]),
+                      rotation=np.eye(3), translation=np.array([32.0, 32.0, 0.0]), scale=20.0)  # fmt: skip
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    assert (image == blank_frames(1, 64)[0]).all()  # the input is not modified
+    assert (drawn != image).any(axis=-1).sum() > 50
+    assert image_grid([drawn] * 3, columns=2).shape == (2 * 66 + 2, 2 * 66 + 2, 3)
+    assert list(pick_frames(25, 8)) == [0, 3, 7, 10, 14, 17, 21, 24]
+
+    # cues only (no relocated points): relocated on the fly; canvas fits the face
+    t = 5
+    track = track_from_arrays({
+        "normalized_landmarks": torch.zeros(t, 68, 3) + torch.linspace(-0.5, 0.5, 68)[:, None],
+        "gaze": torch.zeros(t, 2, 2), "euler": torch.zeros(t, 3),
+        "translation": torch.tensor([50.0, 50.0, 0.0]).repeat(t, 1), "scale": torch.full((t,), 30.0),
+    })  # fmt: skip
+    assert track.landmarks.shape == (t, 68, 3) and track.gaze_vectors.shape == (t, 2, 3)
+    assert canvas_size(track) == 100
+    assert annotate_frames(blank_frames(1, 100), track, upscale=2).shape == (t, 200, 200, 3)
