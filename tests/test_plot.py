@@ -154,3 +154,31 @@ def test_draw_helpers_shapes_and_content() -> None:
     assert track.landmarks.shape == (t, 68, 3) and track.gaze_vectors.shape == (t, 2, 3)
     assert canvas_size(track) == 100
     assert annotate_frames(blank_frames(1, 100), track, upscale=2).shape == (t, 200, 200, 3)
+
+
+def test_validation_pictures_grid_and_video(tmp_path: Path) -> None:
+    """The S2L validation helpers: a real/generated grid and a side-by-side mp4 with audio."""
+    from types import SimpleNamespace
+
+    from emoface.lightning_modules._figures import cue_frames, log_image_grid, log_video
+
+    t = 8
+    normalized = torch.zeros(t, 68, 3) + torch.linspace(-0.5, 0.5, 68)[:, None]
+    sample = {}
+    for who, shift in (("true", 0.0), ("pred", 3.0)):
+        sample.update({
+            f"{who}_landmarks": normalized.numpy(), f"{who}_gaze": np.zeros((t, 2, 2), np.float32),
+            f"{who}_rotation": np.tile(np.eye(3, dtype=np.float32), (t, 1, 1)),
+            f"{who}_translation": np.tile(np.float32([32 + shift, 30, 0]), (t, 1)),
+            f"{who}_scale": np.full(t, 25.0, np.float32),
+        })  # fmt: skip
+    grid, video = cue_frames(sample, frames=4, tile=128)
+    side = video.shape[1]  # a 66 px canvas (about twice the head's position), upscaled to reach 128
+    assert side == 132 and video.shape == (t, side, 2 * side, 3)
+    assert grid.shape == (2 * (side + 2) + 2, 4 * (side + 2) + 2, 3)
+    trainer = SimpleNamespace(loggers=[], default_root_dir=str(tmp_path))
+    log_image_grid(trainer, grid, "val/cue_frames", 7, 1)
+    assert (tmp_path / "figures/val_cue_frames_epoch001_step000007.png").is_file()
+    path = log_video(trainer, video, "val/cue_video", 7, 1, audio=np.zeros(640 * t, np.float32))
+    info = probe(path)
+    assert path.name == "val_cue_video_epoch001_step000007.mp4" and info.num_frames == t and info.has_audio

@@ -66,7 +66,7 @@ def test_fit_writes_checkpoints_metrics_and_figures_and_resume_continues(
         return folder / "runs/s2l"
 
     # straight run: 2 epochs x 2 batches = 4 steps
-    straight_dir = run_in("straight", "fit", *configs(S2L))
+    straight_dir = run_in("straight", "fit", *configs(S2L), "--model.init_args.video_every_n_epochs", "2")
     rows = read_metrics(straight_dir)
     straight = losses_by_step(rows)
     logged = set().union(*[{k for k, v in r.items() if v} for r in rows])
@@ -74,6 +74,9 @@ def test_fit_writes_checkpoints_metrics_and_figures_and_resume_continues(
                 "val/translation_error", "val/emotion_accuracy", "val/posed_lmd", "train/landmark"):  # fmt: skip
         assert key in logged, key
     assert list(straight_dir.rglob("figures/val_cues_epoch001.png"))
+    assert list(straight_dir.rglob("figures/val_cue_frames_epoch001_step000004.png"))  # landmarks/gaze/pose grid
+    videos = [p.name for p in straight_dir.rglob("figures/val_cue_video_*.mp4")]
+    assert videos == ["val_cue_video_epoch000_step000002.mp4"]  # every 2 epochs: epoch 0 only
     last_path = straight_dir / "checkpoints/last.ckpt"
     last = torch.load(last_path, map_location="cpu", weights_only=True)
     assert last["global_step"] == 4

@@ -1,4 +1,4 @@
-"""Figures the systems log per epoch (matplotlib, headless)."""
+"""Figures the systems log per epoch (matplotlib, headless) and cue pictures (:mod:`emoface.visualize`)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,52 @@ def cue_figure(sample: dict[str, Any]) -> Any:
     return figure
 
 
+def cue_frames(sample: dict[str, Any], frames: int = 6, tile: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Real and generated cues of one clip drawn as frames (landmarks, gaze arrows, head-pose axes).
+
+    Both are relocated (:func:`emoface.geometry.relocation.relocate`) from their normalized
+    landmarks, gaze and pose and drawn on blank canvases of the same size (no frames in stage-1
+    batches); real in green, generated in magenta.
+
+    Args:
+        sample: ``pred_``/``true_`` + ``landmarks`` (normalized ``(T, 68, 3)``), ``gaze`` ``(T, 2, 2)``,
+            ``rotation`` ``(T, 3, 3)``, ``translation`` ``(T, 3)``, ``scale`` ``(T,)``.
+        frames: frames picked for the grid (evenly spaced).
+        tile: the canvas is upscaled to at least this side.
+
+    Returns:
+        ``grid`` uint8 ``(2 rows x frames)`` image (real above generated), and ``video``
+        ``(T, S, 2S, 3)`` uint8: real and generated side by side, every frame.
+    """
+    from emoface.visualize import (
+        GENERATED_COLOR,
+        LANDMARK_COLOR,
+        annotate_frames,
+        auto_upscale,
+        blank_frames,
+        canvas_size,
+        image_grid,
+        pick_frames,
+        put_label,
+        track_from_arrays,
+    )
+
+    tracks = {}
+    for who in ("true", "pred"):
+        arrays = {"normalized_landmarks": sample[f"{who}_landmarks"], "gaze": sample[f"{who}_gaze"]}
+        arrays.update({k: sample[f"{who}_{k}"] for k in ("rotation", "translation", "scale")})
+        tracks[who] = track_from_arrays(arrays)
+    side = max(canvas_size(tracks["true"]), canvas_size(tracks["pred"]))
+    upscale = auto_upscale(side, tile)
+    canvas = blank_frames(1, side)
+    real = annotate_frames(canvas, tracks["true"], upscale=upscale, color=LANDMARK_COLOR)
+    generated = annotate_frames(canvas, tracks["pred"], upscale=upscale, color=GENERATED_COLOR)
+    picked = pick_frames(len(real), frames)
+    tiles = [put_label(real[t].copy(), f"real {t}") for t in picked]
+    tiles += [put_label(generated[t].copy(), f"generated {t}") for t in picked]
+    return image_grid(tiles, columns=len(picked)), np.concatenate([real, generated], axis=2)
+
+
 def figure_dir(trainer: Any) -> Path:
     """``<first logger's log_dir or trainer.default_root_dir>/figures``, created."""
     base = next((getattr(lg, "log_dir", None) for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
@@ -98,3 +144,27 @@ def log_image_grid(trainer: Any, grid: np.ndarray, key: str, step: int, epoch: i
     directory = figure_dir(trainer)
     # The step too: runs validated several times an epoch (``val_check_interval``) keep every grid.
     matplotlib.image.imsave(directory / f"{key.replace('/', '_')}_epoch{epoch:03d}_step{step:06d}.png", grid)
+
+
+def log_video(trainer: Any, frames: np.ndarray, key: str, step: int, epoch: int, fps: float = 25.0,
+              audio: np.ndarray | None = None, sample_rate: int = 16000) -> Path:  # fmt: skip
+    """Write frames ``(T, H, W, 3)`` uint8 as an mp4 beside the figures and send it to Weights & Biases.
+
+    The file is ``<log_dir>/figures/<key>_epoch<NNN>_step<NNNNNN>.mp4`` (H.264, with an AAC track
+    when ``audio`` is given); a :class:`~lightning.pytorch.loggers.WandbLogger` receives it as a
+    ``wandb.Video``. Other loggers keep the file only.
+
+    Returns:
+        the mp4's path.
+    """
+    from lightning.pytorch.loggers import WandbLogger
+
+    from emoface.io.media import write_video
+    from emoface.visualize import even_frames
+
+    path = figure_dir(trainer) / f"{key.replace('/', '_')}_epoch{epoch:03d}_step{step:06d}.mp4"
+    write_video(path, even_frames(np.asarray(frames, dtype=np.uint8)), fps, audio=audio, sample_rate=sample_rate)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_video(key=key, videos=[str(path)], step=step)
+    return path

@@ -102,7 +102,12 @@ class SpeechToLandmarks(LightningModule):
         scheduler: LR scheduler factory (stepped per epoch), or ``None``.
         output_dir: where ``predict`` writes per-clip cue files (default
             ``<trainer.default_root_dir>/s2l_predictions``).
-        figure_every_n_epochs: log the generated-vs-real figure every n validation epochs (0: never).
+        figure_every_n_epochs: log the generated-vs-real figure (curves) and picture grid
+            (landmarks, gaze arrows and pose axes of a few frames, ``val/cue_frames``) every n
+            validation epochs (0: never).
+        video_every_n_epochs: every n validation epochs, also write the real and generated cues of
+            one window as an mp4 beside the figures (with its audio when the batches carry
+            ``waveform``) and send it to Weights & Biases (0: never).
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class SpeechToLandmarks(LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         output_dir: str | None = None,
         figure_every_n_epochs: int = 1,
+        video_every_n_epochs: int = 0,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -158,6 +164,7 @@ class SpeechToLandmarks(LightningModule):
         self.scheduler_factory = scheduler
         self.output_dir = output_dir
         self.figure_every_n_epochs = figure_every_n_epochs
+        self.video_every_n_epochs = video_every_n_epochs
         self._figure_sample: dict[str, np.ndarray] | None = None
         self._predictions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.val_metrics = self._make_metrics()
@@ -404,6 +411,11 @@ class SpeechToLandmarks(LightningModule):
                 "true_euler": batch["euler"][0].detach().cpu().numpy(),
                 "title": f"{batch['clip'][0]} (emotion {EMOTIONS[int(batch['emotion'][0])]})",
             }
+            for name, value in (("rotation", out.rotation), ("translation", out.translation), ("scale", out.scale)):
+                self._figure_sample[f"pred_{name}"] = value[0].detach().float().cpu().numpy()
+                self._figure_sample[f"true_{name}"] = batch[name][0].detach().float().cpu().numpy()
+            if "waveform" in batch:
+                self._figure_sample["waveform"] = batch["waveform"][0].detach().float().cpu().numpy()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Free-running generation; logs ``test/*`` metrics."""
@@ -417,15 +429,22 @@ class SpeechToLandmarks(LightningModule):
         """Log the validation metrics and a figure of generated vs real cue curves for one clip."""
         self._log_metrics("val")
         sample, self._figure_sample = self._figure_sample, None
-        every = self.figure_every_n_epochs
-        if sample is None or every <= 0 or self.current_epoch % every or self.trainer.sanity_checking:
+        if sample is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
-        if not self.trainer.is_global_zero:
-            return
-        from emoface.lightning_modules._figures import cue_figure, log_figure
+        from emoface.lightning_modules._figures import cue_figure, cue_frames, log_figure, log_image_grid, log_video
 
-        figure = cue_figure(sample)
-        log_figure(self.trainer, figure, "val/cues", self.global_step, self.current_epoch)
+        def due(every: int) -> bool:
+            return every > 0 and self.current_epoch % every == 0
+
+        step, epoch = self.global_step, self.current_epoch
+        if due(self.figure_every_n_epochs):
+            log_figure(self.trainer, cue_figure(sample), "val/cues", step, epoch)
+        if due(self.figure_every_n_epochs) or due(self.video_every_n_epochs):
+            grid, video = cue_frames(sample)
+            if due(self.figure_every_n_epochs):
+                log_image_grid(self.trainer, grid, "val/cue_frames", step, epoch)
+            if due(self.video_every_n_epochs):
+                log_video(self.trainer, video, "val/cue_video", step, epoch, audio=sample.get("waveform"))
 
     # ------------------------------------------------------------------------------------------
     # Predict: per-clip cue files for stage 2
