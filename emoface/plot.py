@@ -47,6 +47,7 @@ class PlotSource:
         sample_rate: of ``audio``.
         fps: frame rate.
         title: a label such as ``"M005/happy/level_2/001 (real)"``.
+        generated: the cues are a model's (drawn in :data:`~emoface.visualize.GENERATED_COLOR`).
     """
 
     arrays: dict[str, np.ndarray]
@@ -55,6 +56,7 @@ class PlotSource:
     sample_rate: int = 16000
     fps: float = 25.0
     title: str = ""
+    generated: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,7 +168,7 @@ def load_source(path: str | Path) -> PlotSource:
         rate = int(_scalar(arrays, "sample_rate", 16000))
         return PlotSource(arrays, frames, audio, rate, fps, _clip_title(arrays, path, "(cache)"))
     if "relocated" in arrays or "normalized_landmarks" in arrays and "landmarks" not in arrays:  # a cue file
-        return PlotSource(arrays, None, None, 16000, fps, _clip_title(arrays, path, "(generated)"))
+        return PlotSource(arrays, None, None, 16000, fps, _clip_title(arrays, path, "(generated)"), generated=True)
     if "landmarks" in arrays:  # a mini-MEAD sidecar: its video is the frames
         video = _mini_mead_pair(path, "video")
         frames, audio, fps = _read_video(video, fps=fps) if video is not None else (None, None, fps)
@@ -214,6 +216,8 @@ def render(source: PlotSource, draw: tuple[str, ...] | list[str] = DRAWABLE, siz
            upscale: int | None = None) -> np.ndarray:  # fmt: skip
     """The annotated frames ``(T, H', W', 3)`` uint8 of a :class:`PlotSource`."""
     from emoface.visualize import (
+        GENERATED_COLOR,
+        LANDMARK_COLOR,
         annotate_frames,
         auto_upscale,
         blank_frames,
@@ -229,7 +233,8 @@ def render(source: PlotSource, draw: tuple[str, ...] | list[str] = DRAWABLE, siz
         frames = blank_frames(1, side)
     factor = upscale or auto_upscale(min(frames.shape[1:3]))
     labels = [f"{source.title}  {t}/{len(track)}" if t == 0 else f"{t}/{len(track)}" for t in range(len(track))]
-    return even_frames(annotate_frames(frames, track, upscale=factor, draw=tuple(draw), labels=labels))
+    color = GENERATED_COLOR if source.generated else LANDMARK_COLOR
+    return even_frames(annotate_frames(frames, track, upscale=factor, color=color, draw=tuple(draw), labels=labels))
 
 
 def run(args: argparse.Namespace) -> int:
