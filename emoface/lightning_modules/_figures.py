@@ -23,9 +23,12 @@ def cue_figure(sample: dict[str, Any]) -> Any:
     Returns:
         a matplotlib Figure.
     """
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "matplotlib.pyplot" not in sys.modules:  # keep a backend already chosen (e.g. a notebook's inline one)
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.2))

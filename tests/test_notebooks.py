@@ -1,0 +1,53 @@
+"""The notebooks: stored without outputs, and executed end to end with tiny settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} cell {index} keeps outputs"
+
+
+def test_quickstart_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from nbclient import NotebookClient
+
+    settings = {
+        "EMOFACE_NB_WORKDIR": str(tmp_path / "work"),
+        "EMOFACE_NB_MINI_MEAD": str(mini_mead_small),  # the session's 3-actor, 1 s, 64 px mini-MEAD
+        "EMOFACE_NB_SIZE": "64",
+        "EMOFACE_NB_EMOTIONS": "neutral,happy",  # 12 clips to preprocess
+        "EMOFACE_NB_EPOCHS": "1",
+        "EMOFACE_NB_TINY": "1",  # configs/tests/tiny_s2l.yaml: tiny network, 2 batches, 3 predicted clips
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    # The kernel imports this checkout's emoface, whichever one is installed.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    notebook = nbformat.read(REPO / "notebooks/01_quickstart.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=240, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()  # fmt: skip
+
+    work = tmp_path / "work"
+    assert (work / "runs/s2l/checkpoints/last.ckpt").is_file()
+    cue_files = sorted((work / "runs/s2l/predictions").rglob("*.npz"))
+    assert len(cue_files) == 3
+    plots = sorted(p.name for p in (work / "plots").iterdir())
+    assert len(plots) == 2 and plots[0].endswith(".mp4") and plots[1].endswith(".png")
+    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 3  # the clip grid, the curves, the plotted cues
