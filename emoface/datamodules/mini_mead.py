@@ -28,6 +28,7 @@ import os
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -440,6 +441,11 @@ class ClipJob:
         return f"{self.emotion}/level_{self.level}/{self.index:03d}"
 
 
+def _worker_init() -> None:
+    """One torch thread per worker process (the pool already uses every core)."""
+    torch.set_num_threads(1)
+
+
 def make_clip(job: ClipJob) -> str:
     """Synthesise, render and write one clip (video, audio, ground truth); returns its id."""
     cfg = job.config
@@ -573,7 +579,11 @@ def make_mini_mead(
                 if bar is not None:
                     bar.advance(task)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # Spawned, not forked: a child forked from a process whose torch (OpenMP) thread pool
+            # has run deadlocks at its first parallel torch op (seen in the slow tests, where a
+            # renderer cache was built after the evaluators had trained in the same process).
+            context = get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
                 for clip in pool.map(make_clip, jobs, chunksize=4):
                     done.append(clip)
                     if bar is not None:
