@@ -126,6 +126,10 @@ def test_source_frame_field(mead_cache_128: Path) -> None:
         drawn.add(k)
         assert torch.equal(item["source_frame"], torch.from_numpy(clip.frames(k, k + 1)[0]).permute(2, 0, 1))
         assert torch.equal(item["source_euler"], torch.from_numpy(clip["euler"][k].copy()))
+        # Its relocated cues pose the normalized landmarks back onto the frame's landmarks.
+        landmarks = torch.from_numpy(clip["landmarks"][k].copy())
+        assert item["source_relocated"].shape == (70, 3)
+        torch.testing.assert_close(item["source_relocated"][:68], landmarks, atol=1e-2, rtol=0)
     assert len(drawn) > 1  # training sources are random frames of the clip
     for name in ("val", "test", "predict"):
         item = dm.datasets[name][len(dm.datasets[name]) - 1]

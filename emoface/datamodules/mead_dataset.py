@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from emoface.emotions import emotion_index
+from emoface.geometry.relocation import relocate
 from emoface.preprocessing.store import WAVEFORM_SCALE, ClipFileCache
 
 FIELDS: tuple[str, ...] = (
@@ -176,6 +177,13 @@ class MEADWindows(Dataset):
             item["source_frame"] = torch.from_numpy(clip.frames(source_t, source_t + 1)[0]).permute(2, 0, 1).contiguous()
             item["source_index"] = source_t
             item["source_euler"] = torch.from_numpy(np.array(clip["euler"][source_t], dtype=np.float32))
+            # The source's landmarks in the relocated form stage 1 produces (68 posed points and
+            # the two pupils from its gaze), the reference the landmarks-to-keypoints stage maps from.
+            cues = {name: torch.from_numpy(np.array(clip[name][source_t], dtype=np.float32))
+                    for name in ("normalized_landmarks", "gaze", "rotation", "translation", "scale")}  # fmt: skip
+            item["source_relocated"] = relocate(
+                cues["normalized_landmarks"], cues["gaze"], cues["rotation"], cues["translation"], cues["scale"]
+            ).points
         return item
 
 

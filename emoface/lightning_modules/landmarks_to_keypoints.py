@@ -1,0 +1,321 @@
+"""LandmarksToKeypoints: stage 2 of the method, relocated landmarks -> the frozen renderer's keypoints.
+
+A :class:`~emoface.networks.landmarks_to_keypoints.KeypointMapper` maps a window of relocated
+landmarks (68 posed points + 2 pupils per frame, the form stage 1 writes) and the source frame's
+to the driving frames' keypoint parameters of a frozen face-vid2vid renderer (yaw/pitch/roll bins,
+translation, 15x3 expression deltas). Training is **self-supervised**: the targets are the frozen
+head estimator's outputs on the real driving frames, and the inputs are the real frames' cues
+relocated exactly as stage 1's are (:func:`emoface.geometry.relocation.relocate`), so a stage-1
+file feeds the trained mapper unchanged.
+
+Losses (each weight configurable):
+
+* ``angle_bins``: cross-entropy of the predicted angle bins against the estimator's bin
+  distribution (soft targets: the bin form the estimator itself uses);
+* ``angles``: L1 of the expected angles in degrees;
+* ``translation``, ``expression``: L1 against the estimator's ``t`` and ``exp``;
+* ``keypoints``: L1 of the posed keypoints ``R kp_canonical + t + exp`` against the estimator's;
+* ``smoothness``: L1 of the predicted keypoints' second temporal differences (acceleration);
+* ``image`` (optional, off by default): L1 of the frames the frozen generator renders from the
+  predicted keypoints against the real frames (gradients flow into the mapper only).
+
+The renderer (``renderer_checkpoint``) is a ``FaceRenderer`` checkpoint written by ``emoface fit
+--config configs/renderer*.yaml`` or a public face-vid2vid checkpoint (vox-256 layout, networks
+sized by ``kp_detector`` / ``he_estimator`` / ``generator``). It is frozen and kept out of this
+system's checkpoints (they hold the mapper; the renderer file is named in the hyperparameters).
+
+Validation logs the keypoint error (mean Euclidean distance in the renderer's normalised volume)
+of the mapper and of "source keypoints held still", and PSNR/SSIM of frames rendered from the
+predicted keypoints, from the estimator's own keypoints of the real frames (the renderer's
+reconstruction, the ceiling of this stage) and of "source frame repeated", plus a grid of
+source | driving | rendered-from-landmarks images.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from emoface.geometry.keypoints import bins_to_degrees, keypoints_from_estimate
+from emoface.geometry.relocation import relocate
+from emoface.io.weights import MissingWeightsError
+from emoface.lightning_modules._figures import log_image_grid
+from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
+from emoface.lightning_modules.face_renderer import to_unit
+from emoface.metrics import PSNR, SSIM
+from emoface.networks.face_vid2vid import (
+    CanonicalKeypointDetector,
+    HeadExpressionEstimator,
+    OcclusionAwareGenerator,
+    OcclusionAwareSPADEGenerator,
+)
+from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_state
+from emoface.networks.landmarks_to_keypoints import KeypointMapper
+
+BATCH_FIELDS = ("frames", "source_frame", "pose", "gaze", "normalized_landmarks")
+"""MEADDataModule ``fields`` this module reads (docs/data_format.md)."""
+ANGLES = ("yaw", "pitch", "roll")
+
+
+def normalise_points(points: Tensor, size: int) -> Tensor:
+    """Crop pixels -> about [-1, 1] (x, y and the depth z, which is in pixel units too)."""
+    return points / (size / 2.0) - torch.tensor([1.0, 1.0, 0.0], device=points.device, dtype=points.dtype)
+
+
+def _is_lightning_checkpoint(path: Path) -> bool:
+    """A checkpoint written by Lightning (``state_dict`` + ``pytorch-lightning_version``), not a public one."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        return True  # public face-vid2vid checkpoints are plain tensor dicts; Lightning's may hold more
+    return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "pytorch-lightning_version" in checkpoint
+
+
+class LandmarksToKeypoints(LightningModule):
+    """Stage 2: relocated landmarks -> a frozen face-vid2vid renderer's keypoints (see the module docstring).
+
+    Args:
+        mapper: the mapping network (default sizes when ``None``).
+        renderer_checkpoint: ``FaceRenderer`` checkpoint (``.ckpt``) or public face-vid2vid checkpoint.
+        kp_detector, he_estimator, generator: the renderer's networks for a public checkpoint
+            (default: vox-256 sizes); ignored for a ``FaceRenderer`` checkpoint, which names its own.
+        angle_bin_weight, angle_weight, translation_weight, expression_weight, keypoint_weight,
+            smoothness_weight, image_weight: loss weights (``image_weight`` 0 skips rendering in training).
+        lr, weight_decay: AdamW.
+        val_render: render validation frames (PSNR/SSIM and the image grid); off: keypoint metrics only.
+        image_log_count: rows of the validation image grid (0: none).
+    """
+
+    def __init__(
+        self,
+        mapper: KeypointMapper | None = None,
+        renderer_checkpoint: str | None = None,
+        kp_detector: CanonicalKeypointDetector | None = None,
+        he_estimator: HeadExpressionEstimator | None = None,
+        generator: OcclusionAwareGenerator | OcclusionAwareSPADEGenerator | None = None,
+        angle_bin_weight: float = 1.0,
+        angle_weight: float = 0.1,
+        translation_weight: float = 10.0,
+        expression_weight: float = 10.0,
+        keypoint_weight: float = 10.0,
+        smoothness_weight: float = 1.0,
+        image_weight: float = 0.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        val_render: bool = True,
+        image_log_count: int = 4,
+    ) -> None:
+        super().__init__()
+        save_hyperparameters_except_objects(self)
+        self.mapper = mapper if mapper is not None else KeypointMapper()
+        # The frozen renderer lives outside the module tree: checkpoints hold the mapper only, and
+        # the renderer's parameters never reach the optimizer or DDP.
+        self._renderer: dict[str, nn.Module] = {}
+        self._renderer_networks = (kp_detector, he_estimator, generator)
+        self.keypoint_error = MeanMetric()
+        self.keypoint_error_still = MeanMetric()
+        self.metrics = nn.ModuleDict({
+            f"{what}{suffix}": cls() for what, cls in (("psnr", PSNR), ("ssim", SSIM))
+            for suffix in ("", "_reconstruction", "_source")
+        })  # fmt: skip
+        self._grid_rows: list[np.ndarray] = []
+
+    # ------------------------------------------------------------------------------------------
+    # The frozen renderer
+    def load_renderer(self) -> None:
+        """Load ``renderer_checkpoint`` (once) and freeze it.
+
+        Raises:
+            MissingWeightsError: no checkpoint configured, or the file does not exist.
+            CheckpointMismatchError: a public checkpoint that does not fit the configured networks.
+        """
+        if self._renderer:
+            return
+        path = self.hparams.renderer_checkpoint
+        if path is None:
+            raise MissingWeightsError(
+                Path("<renderer_checkpoint>"), "renderer checkpoint",
+                "a FaceRenderer checkpoint (`emoface fit --config configs/renderer_small.yaml` writes "
+                "runs/renderer_small/checkpoints/last.ckpt) or a public face-vid2vid vox-256 checkpoint; set "
+                "model.init_args.renderer_checkpoint",
+                "the frozen renderer of LandmarksToKeypoints",
+            )  # fmt: skip
+        if Path(path).is_file() and _is_lightning_checkpoint(Path(path)):
+            from emoface.lightning_modules.face_renderer import FaceRenderer
+
+            system = FaceRenderer.load_from_checkpoint(path, map_location="cpu", perceptual_backbone=None)
+            networks = (system.kp_detector, system.he_estimator, system.generator)
+        else:
+            kp_detector, he_estimator, generator = self._renderer_networks
+            networks = (
+                kp_detector if kp_detector is not None else CanonicalKeypointDetector(),
+                he_estimator if he_estimator is not None else HeadExpressionEstimator(),
+                generator if generator is not None else OcclusionAwareGenerator(),
+            )
+            load_face_vid2vid_state(path, kp_detector=networks[0], he_estimator=networks[1], generator=networks[2])
+        for name, network in zip(("kp_detector", "he_estimator", "generator"), networks):
+            network.eval().requires_grad_(False)
+            self._renderer[name] = network
+
+    def renderer(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """``(kp_detector, he_estimator, generator)`` on this system's device, frozen."""
+        self.load_renderer()
+        return tuple(self._renderer[n].to(self.device) for n in ("kp_detector", "he_estimator", "generator"))
+
+    def setup(self, stage: str) -> None:
+        self.load_renderer()  # a missing or mismatched renderer stops the run before the first step
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Targets from the frozen renderer and the mapper's prediction for a batch.
+
+        Returns:
+            ``pred`` (the mapper's outputs, ``(B, T, ...)``), ``target`` (the estimator's on the
+            real frames, ``(B*T, ...)``), ``kp_pred`` / ``kp_target`` ``(B, T, K, 3)``,
+            ``kp_source`` ``(B, K, 3)`` and ``kp_canonical`` ``(B, K, 3)``.
+        """
+        kp_detector, he_estimator, _ = self.renderer()
+        frames = batch["frames"]  # (B, T, 3, H, W) uint8
+        b, t, size = frames.shape[0], frames.shape[1], frames.shape[-1]
+        with torch.no_grad():
+            source = to_unit(batch["source_frame"])
+            kp_canonical = kp_detector(source)["value"]  # (B, K, 3)
+            he_source = he_estimator(source)
+            target = he_estimator(to_unit(frames.flatten(0, 1)))
+        source_params = {
+            "angles": torch.stack([bins_to_degrees(he_source[n]) for n in ANGLES], -1),
+            "t": he_source["t"], "exp": he_source["exp"],
+        }  # fmt: skip
+        points = relocate(
+            batch["normalized_landmarks"], batch["gaze"], batch["rotation"], batch["translation"], batch["scale"]
+        ).points  # (B, T, 70, 3)
+        pred = self.mapper(
+            normalise_points(points, size), normalise_points(batch["source_relocated"], size), kp_canonical, source_params
+        )
+        kp_per_frame = kp_canonical.repeat_interleave(t, dim=0)  # (B*T, K, 3)
+        flat = {name: value.flatten(0, 1) for name, value in pred.items()}
+        k = kp_canonical.shape[1]
+        return {
+            "pred": pred, "target": target, "kp_canonical": kp_canonical,
+            "kp_pred": keypoints_from_estimate(kp_per_frame, flat).view(b, t, k, 3),
+            "kp_target": keypoints_from_estimate(kp_per_frame, target).view(b, t, k, 3),
+            "kp_source": keypoints_from_estimate(kp_canonical, he_source),
+        }  # fmt: skip
+
+    def losses(self, batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Tensor]:
+        """The weighted losses (see the module docstring)."""
+        hp = self.hparams
+        pred, target = out["pred"], out["target"]
+        losses: dict[str, Tensor] = {}
+        if hp.angle_bin_weight:
+            value = sum(
+                -(F.softmax(target[n], -1) * F.log_softmax(pred[n].flatten(0, 1), -1)).sum(-1).mean() for n in ANGLES
+            )
+            losses["angle_bins"] = hp.angle_bin_weight * value
+        if hp.angle_weight:
+            value = sum((bins_to_degrees(pred[n].flatten(0, 1)) - bins_to_degrees(target[n])).abs().mean() for n in ANGLES)
+            losses["angles"] = hp.angle_weight * value
+        if hp.translation_weight:
+            losses["translation"] = hp.translation_weight * (pred["t"].flatten(0, 1) - target["t"]).abs().mean()
+        if hp.expression_weight:
+            losses["expression"] = hp.expression_weight * (pred["exp"].flatten(0, 1) - target["exp"]).abs().mean()
+        if hp.keypoint_weight:
+            losses["keypoints"] = hp.keypoint_weight * (out["kp_pred"] - out["kp_target"]).abs().mean()
+        if hp.smoothness_weight and out["kp_pred"].shape[1] >= 3:
+            kp = out["kp_pred"]
+            losses["smoothness"] = hp.smoothness_weight * (kp[:, 2:] - 2 * kp[:, 1:-1] + kp[:, :-2]).abs().mean()
+        if hp.image_weight:
+            rendered = self.render(batch, out["kp_pred"], out["kp_source"])
+            losses["image"] = hp.image_weight * (rendered - to_unit(batch["frames"])).abs().mean()
+        return losses
+
+    def render(self, batch: dict[str, Any], kp_driving: Tensor, kp_source: Tensor) -> Tensor:
+        """Frames ``(B, T, 3, H, W)`` in [0, 1] the frozen generator draws from each clip's source frame.
+
+        Args:
+            kp_driving: ``(B, T, K, 3)``; kp_source: ``(B, K, 3)``.
+        """
+        _, _, generator = self.renderer()
+        b, t = kp_driving.shape[:2]
+        source = to_unit(batch["source_frame"]).repeat_interleave(t, dim=0)
+        out = generator(
+            source, kp_driving={"value": kp_driving.flatten(0, 1)},
+            kp_source={"value": kp_source.repeat_interleave(t, dim=0)},
+        )  # fmt: skip
+        return out["prediction"].view(b, t, *source.shape[1:])
+
+    # ------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        out = self(batch)
+        losses = self.losses(batch, out)
+        loss = sum(losses.values())
+        b = batch["frames"].shape[0]
+        self.log_dict({f"train/{name}": value.detach() for name, value in losses.items()}, batch_size=b)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        out = self(batch)
+        b, t = batch["frames"].shape[:2]
+        self.keypoint_error.update((out["kp_pred"] - out["kp_target"]).norm(dim=-1).mean(-1).flatten())
+        still = out["kp_source"].unsqueeze(1).expand_as(out["kp_target"])
+        self.keypoint_error_still.update((still - out["kp_target"]).norm(dim=-1).mean(-1).flatten())
+        self.log(f"{stage}/loss", sum(self.losses(batch, out).values()), batch_size=b, sync_dist=True)
+        if not self.hparams.val_render:
+            return
+        with torch.no_grad():
+            predicted = self.render(batch, out["kp_pred"], out["kp_source"]).clamp(0, 1)
+            reconstructed = self.render(batch, out["kp_target"], out["kp_source"]).clamp(0, 1)
+        target = to_unit(batch["frames"])
+        repeated = to_unit(batch["source_frame"]).unsqueeze(1).expand_as(target)
+        # The source frame itself, when inside the window, is left out: the baseline would be perfect.
+        index = batch["start"].view(b, 1) + torch.arange(t, device=target.device)
+        keep = index != batch["source_index"].view(b, 1)
+        videos = {"": predicted, "_reconstruction": reconstructed, "_source": repeated}
+        for k in range(b):
+            if keep[k].any():
+                for name, metric in self.metrics.items():
+                    suffix = name[name.index("_"):] if "_" in name else ""
+                    metric.update(videos[suffix][k, keep[k]].unsqueeze(0), target[k, keep[k]].unsqueeze(0))
+        if stage == "val" and len(self._grid_rows) < self.hparams.image_log_count:
+            middle = t // 2
+            for k in range(min(b, self.hparams.image_log_count - len(self._grid_rows))):
+                row = torch.cat([repeated[k, middle], target[k, middle], predicted[k, middle]], dim=-1)
+                self._grid_rows.append((row.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8))
+
+    def _log_epoch(self, stage: str) -> None:
+        for name, metric in (("keypoint_error", self.keypoint_error), ("keypoint_error_still", self.keypoint_error_still)):
+            if metric.update_count:
+                self.log(f"{stage}/{name}", metric.compute())
+            metric.reset()
+        for name, metric in self.metrics.items():
+            if metric.update_count:
+                self.log(f"{stage}/{name}", metric.compute().float())
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+        if self._grid_rows and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            grid = np.concatenate(self._grid_rows, axis=0)
+            log_image_grid(self.trainer, grid, "val/source_driving_rendered", self.global_step, self.current_epoch)
+        self._grid_rows.clear()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.AdamW(self.mapper.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -1,0 +1,103 @@
+"""Stage 2 (LandmarksToKeypoints) as users meet it: `emoface fit --config configs/l2k.yaml` on a
+renderer trained by `emoface fit --config configs/renderer_small.yaml`, a public-layout renderer
+checkpoint, self-supervised targets from the frozen estimator, and the missing-renderer error."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from test_renderer_system import tiny_renderer
+
+from emoface.cli import main
+from emoface.datamodules import MEADDataModule
+from emoface.io.weights import MissingWeightsError
+from emoface.lightning_modules import LandmarksToKeypoints
+from emoface.lightning_modules.landmarks_to_keypoints import BATCH_FIELDS
+from emoface.networks import KeypointMapper
+from emoface.networks.face_vid2vid import CanonicalKeypointDetector, HeadExpressionEstimator, OcclusionAwareGenerator
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RENDERER = str(REPO / "configs/tests/tiny_renderer.yaml")
+TINY_L2K = str(REPO / "configs/tests/tiny_l2k.yaml")
+
+
+def test_fit_on_a_renderer_trained_by_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # The renderer first, as a user would: its last.ckpt is where configs/l2k.yaml looks for it.
+    assert main(["fit", "--config", str(REPO / "configs/renderer_small.yaml"), "--config", TINY_RENDERER,
+                 "--trainer.max_epochs", "1"]) == 0  # fmt: skip
+    renderer_ckpt = tmp_path / "runs/renderer_small/checkpoints/last.ckpt"
+    assert renderer_ckpt.is_file()
+    assert main(["fit", "--config", str(REPO / "configs/l2k.yaml"), "--config", TINY_L2K]) == 0
+
+    root = tmp_path / "runs/l2k"
+    with open(next(root.rglob("metrics.csv")), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    logged = {key for row in rows for key, value in row.items() if value}
+    for key in ("train/angle_bins", "train/angles", "train/translation", "train/expression", "train/keypoints",
+                "train/smoothness", "train/image", "val/keypoint_error", "val/keypoint_error_still", "val/psnr",
+                "val/psnr_reconstruction", "val/psnr_source", "val/ssim", "val/ssim_source"):  # fmt: skip
+        assert key in logged, key
+    assert list(root.rglob("val_source_driving_rendered_*.png"))
+
+    # The checkpoint holds the mapper only; the renderer comes back from its own file, frozen.
+    checkpoint = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert all(key.startswith("mapper.") for key in checkpoint["state_dict"] if "metric" not in key), list(
+        checkpoint["state_dict"]
+    )[:5]
+    system = LandmarksToKeypoints.load_from_checkpoint(root / "checkpoints/last.ckpt", map_location="cpu")
+    kp_detector, he_estimator, generator = system.renderer()
+    renderer_state = torch.load(renderer_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    for name, value in he_estimator.state_dict().items():
+        torch.testing.assert_close(value, renderer_state[f"he_estimator.{name}"])  # unchanged by L2K training
+    assert not any(p.requires_grad for net in (kp_detector, he_estimator, generator) for p in net.parameters())
+
+
+def _public_layout_system(tmp_path: Path, **kwargs: object) -> LandmarksToKeypoints:
+    from test_renderer_system import TINY_GEN, TINY_HE, TINY_KP
+
+    path = tmp_path / "face_vid2vid_tiny.pth.tar"
+    tiny_renderer().export(path)
+    torch.manual_seed(0)
+    return LandmarksToKeypoints(
+        KeypointMapper(hidden=32, num_blocks=2, kernel_size=3), renderer_checkpoint=str(path),
+        kp_detector=CanonicalKeypointDetector(**TINY_KP), he_estimator=HeadExpressionEstimator(**TINY_HE),
+        generator=OcclusionAwareGenerator(**TINY_GEN), **kwargs,
+    )  # fmt: skip
+
+
+def test_targets_are_the_frozen_estimator_and_a_batch_is_learned(mead_cache_128: Path, tmp_path: Path) -> None:
+    system = _public_layout_system(tmp_path)
+    dm = MEADDataModule(cache_dir=str(mead_cache_128), fields=list(BATCH_FIELDS), window=6, batch_size=2)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    out = system(batch)
+    _, he_estimator, _ = system.renderer()
+    frames = batch["frames"].flatten(0, 1).float() / 255
+    expected = he_estimator(frames)
+    torch.testing.assert_close(out["target"]["exp"], expected["exp"])
+    assert out["pred"]["yaw"].shape == (2, 6, 66) and out["kp_pred"].shape == (2, 6, 15, 3)
+    # The mapper starts at "the source held still" for translation and expression.
+    torch.testing.assert_close(out["pred"]["t"][:, 0], out["pred"]["t"][:, -1])
+
+    optimizer = torch.optim.Adam(system.mapper.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        losses = system.losses(batch, system(batch))
+        loss = sum(losses.values())
+        first = float(losses["keypoints"]) if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(losses["keypoints"]) < 0.5 * first, (first, float(losses["keypoints"]))
+
+
+def test_missing_renderer_is_a_clear_error(tmp_path: Path) -> None:
+    system = LandmarksToKeypoints(KeypointMapper(hidden=16, num_blocks=1), renderer_checkpoint=str(tmp_path / "nope.ckpt"))
+    with pytest.raises(MissingWeightsError, match="nope.ckpt"):
+        system.load_renderer()
+    with pytest.raises(MissingWeightsError, match="renderer_checkpoint"):
+        LandmarksToKeypoints(KeypointMapper(hidden=16, num_blocks=1)).load_renderer()
