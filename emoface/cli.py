@@ -160,7 +160,9 @@ def _lightning_cli_class() -> type:
         def _report_overrides(model: dict, chosen: Any) -> None:
             final = _flatten(chosen.as_dict() if isinstance(chosen, Namespace) else dict(chosen or {}))
             saved = _flatten(model)
-            changed = [f"model.{key}: {saved[key]!r} -> {final.get(key)!r}" for key in saved if final.get(key) != saved[key]]
+            changed = [
+                f"model.{key}: {saved[key]!r} -> {final.get(key)!r}" for key in saved if final.get(key) != saved[key]
+            ]
             if changed:
                 rank_zero_info(
                     "emoface: the config files / command line override these hyperparameters of the checkpoint:\n  "

@@ -69,7 +69,9 @@ def test_explicit_arguments_win_over_checkpoint(
         assert resumed["epoch"] == 1 and resumed["hyper_parameters"]["landmark_weight"] == 4.5
 
 
-def test_predict_output_dir_from_the_command_line(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predict_output_dir_from_the_command_line(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The reported case: ``--model.init_args.output_dir`` with ``--ckpt_path``."""
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "cues"
