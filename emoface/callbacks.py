@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
 
 
 class SeedEveryStep(Callback):
@@ -37,3 +40,28 @@ class SeedEveryStep(Callback):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)  # seeds CUDA devices too
+
+
+class SaveConfigToLoggers(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` beside the logs, and the resolved config in experiment trackers.
+
+    Weights & Biases runs get the whole config (``trainer``, ``model``, ``data`` ...) as their run
+    config, so a run can be filtered by the same dotted keys a sweep sets
+    (``model.init_args.use_gaze``), and the YAML file itself among the run's files
+    (``lightning_config.yaml``, usable as ``--config``). CSV and TensorBoard logs keep the file only.
+    """
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers:
+            return
+        text = self.parser.dump(self.config, skip_unset=False)
+        config = yaml.safe_load(text)
+        for logger in loggers:
+            run = logger.experiment
+            run.config.update(config, allow_val_change=True)
+            path = Path(run.dir) / "lightning_config.yaml"
+            path.write_text(text)
+            run.save(str(path), base_path=run.dir, policy="now")

@@ -172,6 +172,11 @@ def _lightning_cli_class() -> type:
         def _parse_ckpt_path(self) -> None:
             """Checkpoint hyperparameters were applied as defaults in :meth:`parse_arguments`."""
 
+        def after_instantiate_classes(self) -> None:
+            from emoface.quiet import drop_wandb_anonymous
+
+            drop_wandb_anonymous(list(self.trainer.loggers))
+
     return EmofaceCLI
 
 
@@ -182,11 +187,35 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
 
     import emoface.datamodules  # noqa: F401  (registers the classes for class_path shorthands)
     import emoface.lightning_modules  # noqa: F401
+    from emoface.callbacks import SaveConfigToLoggers
+    from emoface.quiet import quiet_known_noise
 
+    quiet_known_noise()
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    wandb_run_before = _wandb_run()
+    exit_code = 1
+    try:
+        _run_cli(LightningModule, LightningDataModule, SaveConfigToLoggers, args)
+        exit_code = 0
+    finally:
+        # finish a Weights & Biases run this call started: its files are complete (offline: in its
+        # folder, ready for `wandb sync`) when `main` returns, not only at interpreter exit
+        run = _wandb_run()
+        if run is not None and run is not wandb_run_before:
+            run.finish(exit_code=exit_code)
+
+
+def _wandb_run() -> Any:
+    """The active Weights & Biases run, if wandb is imported and a run is active."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+def _run_cli(model_class: type, data_class: type, save_config: type, args: Sequence[str] | None) -> None:
     _lightning_cli_class()(
-        LightningModule,
-        LightningDataModule,
+        model_class,
+        data_class,
+        save_config_callback=save_config,
         subclass_mode_model=True,
         subclass_mode_data=True,
         # omegaconf+: interpolations resolve after every config file and the command line are
