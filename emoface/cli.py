@@ -172,6 +172,15 @@ def _lightning_cli_class() -> type:
         def _parse_ckpt_path(self) -> None:
             """Checkpoint hyperparameters were applied as defaults in :meth:`parse_arguments`."""
 
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            """The configured trainer, plus :class:`~emoface.callbacks.ProgressLines` unless listed."""
+            from emoface.callbacks import ProgressLines
+
+            trainer = super().instantiate_trainer(**kwargs)
+            if not any(isinstance(callback, ProgressLines) for callback in trainer.callbacks):
+                trainer.callbacks.append(ProgressLines())
+            return trainer
+
         def after_instantiate_classes(self) -> None:
             from emoface.quiet import drop_wandb_anonymous
 
