@@ -57,9 +57,7 @@ def test_fit_saves_resolved_config_beside_logs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["--trainer.no_such_key=1", "--trainer.max_epochs=abc"])
 def test_wrong_config_key_or_value_exits_2(bad: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "emoface.cli", "fit", *BORING, bad], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-m", "emoface.cli", "fit", *BORING, bad], capture_output=True, text=True)
     assert result.returncode == 2
     assert "error" in result.stderr.lower()
 
