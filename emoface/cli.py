@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 TRAINER_VERBS: dict[str, str] = {
@@ -69,14 +71,24 @@ def _without_print_config(argv: list[str]) -> list[str]:
     return kept
 
 
-def _option_value(argv: list[str], option: str) -> str | None:
-    """The last value of ``option`` (``--option V`` or ``--option=V``) in ``argv``."""
+def _ckpt_path_of(argv: list[str]) -> str | None:
+    """The ``ckpt_path`` that ``argv`` sets last: ``--ckpt_path V``, ``--ckpt_path=V``, or a key
+    of a ``--config`` file (read here, before parsing, so its hyperparameters can be defaults)."""
+    import yaml
+
     value = None
     for index, token in enumerate(argv):
-        if token == option and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif token.startswith(option + "="):
-            value = token[len(option) + 1 :]
+        option, _, inline = token.partition("=")
+        given = inline if _ else (argv[index + 1] if index + 1 < len(argv) else None)
+        if option == "--ckpt_path":
+            value = given
+        elif option in ("--config", "-c") and given:
+            try:
+                loaded = yaml.safe_load(Path(given).read_text()) if os.path.isfile(given) else None
+            except (OSError, yaml.YAMLError):
+                loaded = None  # the parser reports it
+            if isinstance(loaded, dict) and loaded.get("ckpt_path"):
+                value = str(loaded["ckpt_path"])
     return value
 
 
@@ -90,8 +102,6 @@ def checkpoint_model_config(ckpt_path: str | None, class_path: str | None = None
     Returns:
         ``{"class_path": ..., "init_args": {...}}``, or ``None`` without a file or hyperparameters.
     """
-    from pathlib import Path
-
     import torch
 
     if not ckpt_path or not Path(ckpt_path).is_file():
@@ -134,10 +144,10 @@ def _lightning_cli_class() -> type:
                 return
             argv = list(sys.argv[1:] if args is None else args)
             subcommand = argv[0] if argv and argv[0] in TRAINER_VERBS else None
-            # --ckpt_path on the command line: its hyperparameters become defaults, one parse
-            model = checkpoint_model_config(_option_value(argv, "--ckpt_path")) if subcommand else None
+            # the checkpoint's hyperparameters become the model's defaults, then one parse
+            model = checkpoint_model_config(_ckpt_path_of(argv)) if subcommand else None
             if model is None:
-                # ckpt_path in a config file, or a checkpoint that does not name its class:
+                # a checkpoint that does not name its class (or a ckpt_path written unusually):
                 # parse once (without printing) to read them, then again over the new defaults
                 first_pass = _without_print_config(argv)
                 config = parser.parse_args(first_pass)
@@ -152,7 +162,12 @@ def _lightning_cli_class() -> type:
             if model is not None:
                 subparser = parser._subcommands_action._name_parser_map[subcommand]
                 subparser.set_defaults(model=model)
-            self.config = parser.parse_args(argv)
+            try:
+                self.config = parser.parse_args(argv)
+            except SystemExit as exit_:
+                if model is not None and exit_.code:
+                    sys.stderr.write("(the model's defaults were the hyperparameters saved in --ckpt_path)\n")
+                raise
             if model is not None:
                 self._report_overrides(model, self.config[subcommand].get("model"))
 

@@ -25,10 +25,13 @@ def progress_seconds() -> float:
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
-    """Whether ``stream`` (default ``sys.stderr``) is an interactive terminal."""
+    """Whether ``stream`` (default ``sys.stderr``) is an interactive terminal or a notebook's output."""
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    if isatty and isatty():
+        return True
+    # Jupyter: live bars render there; periodic lines would only add noise
+    return stream in (sys.stdout, sys.stderr) and "ipykernel" in sys.modules
 
 
 def format_seconds(seconds: float) -> str:

@@ -98,3 +98,16 @@ def test_checkpoint_values_are_the_defaults_of_print_config(
     assert model["init_args"]["mouth_weight"] == 2.5  # from the checkpoint
     assert model["init_args"]["landmark_weight"] == 4.5  # from the command line
     assert model["init_args"]["network"]["init_args"]["hidden"] == 32  # the tiny network it was trained with
+
+
+def test_ckpt_path_in_a_config_file(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    extra = tmp_path / "ckpt.yaml"
+    extra.write_text(f"ckpt_path: {trained / 'checkpoints/last.ckpt'}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--data", "emoface.datamodules.MEADDataModule", "--config", str(extra), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["mouth_weight"] == 2.5
