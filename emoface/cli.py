@@ -1,7 +1,9 @@
 """The one ``emoface`` executable.
 
 ``emoface fit|validate|test|predict`` are LightningCLI (subclass mode for model and data,
-omegaconf parser mode, several ``--config`` merged left to right, ``--print_config``). The other
+omegaconf+ parser mode: interpolations resolve after all ``--config`` files, merged left to right,
+and the command line; ``--print_config``; explicit arguments win over ``--ckpt_path``
+hyperparameters; progress lines without a terminal; known-harmless noise hidden). The other
 verbs (``mini-mead``, ``preprocess``, ``generate`` ...) are plain argparse commands that live in
 the module named by :data:`TOOL_VERBS`; each such module defines ``HELP: str``,
 ``add_arguments(parser)`` and ``run(args) -> int``.
