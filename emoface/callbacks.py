@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import random
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
 
 
 class SeedEveryStep(Callback):
@@ -37,3 +41,167 @@ class SeedEveryStep(Callback):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)  # seeds CUDA devices too
+
+
+class SaveConfigToLoggers(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` beside the logs, and the resolved config in experiment trackers.
+
+    Weights & Biases runs get the whole config (``trainer``, ``model``, ``data`` ...) as their run
+    config, so a run can be filtered by the same dotted keys a sweep sets
+    (``model.init_args.use_gaze``), and the YAML file itself among the run's files
+    (``lightning_config.yaml``, usable as ``--config``). CSV and TensorBoard logs keep the file only.
+    """
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers:
+            return
+        text = self.parser.dump(self.config, skip_unset=False)
+        config = yaml.safe_load(text)
+        for logger in loggers:
+            run = logger.experiment
+            run.config.update(config, allow_val_change=True)
+            path = Path(run.dir) / "lightning_config.yaml"
+            path.write_text(text)
+            run.save(str(path), base_path=run.dir, policy="now")
+
+
+class ProgressLines(Callback):
+    """Plain progress lines of fit / validate / test / predict when no terminal is attached.
+
+    Under SLURM, ``nohup`` or CI the progress bar shows nothing until it ends; this callback
+    prints, on rank zero, a line every ``every_seconds`` (``$EMOFACE_PROGRESS_SECONDS``, default
+    30) such as ``[fit] epoch 3/60, batch 40/120, step 280, 3.1 batches/s, elapsed 0:01:30,
+    train/loss=0.1234``, and one when the loop ends. ``emoface fit|validate|test|predict`` add
+    it unless the config lists one; on a terminal it stays silent (the bar shows progress).
+
+    Args:
+        every_seconds: seconds between lines (``None``: ``$EMOFACE_PROGRESS_SECONDS`` or 30).
+        always: print even on a terminal.
+    """
+
+    def __init__(self, every_seconds: float | None = None, always: bool = False) -> None:
+        from emoface.progress import progress_seconds
+
+        self.every_seconds = progress_seconds() if every_seconds is None else float(every_seconds)
+        self.always = always
+        self._start: dict[str, float] = {}
+        self._last = 0.0
+        self._batches = 0
+
+    def _active(self, trainer: Trainer) -> bool:
+        from emoface.progress import is_terminal
+
+        return trainer.is_global_zero and (self.always or not is_terminal())
+
+    def _begin(self, trainer: Trainer, stage: str) -> None:
+        import time
+
+        if self._active(trainer):
+            self._start[stage] = self._last = time.perf_counter()
+            self._batches = 0
+
+    def _tick(self, trainer: Trainer, stage: str, batch_idx: int, total: object, final: bool = False) -> None:
+        import math
+        import time
+
+        from emoface.progress import format_seconds
+
+        if stage not in self._start:
+            return
+        now = time.perf_counter()
+        self._batches += 0 if final else 1
+        if not final and now - self._last < self.every_seconds:
+            return
+        self._last = now
+        elapsed = now - self._start[stage]
+        parts = []
+        if stage == "fit":
+            max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else "?"
+            parts.append(f"epoch {trainer.current_epoch + (0 if final else 1)}/{max_epochs}")
+        if not final:
+            known = isinstance(total, (int, float)) and math.isfinite(total)
+            parts.append(f"batch {batch_idx + 1}/{int(total) if known else '?'}")
+        if stage == "fit":
+            max_steps = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
+            parts.append(f"step {trainer.global_step}{max_steps}")
+        parts.append(f"{self._batches / elapsed:.2f} batches/s" if elapsed > 0 else "-- batches/s")
+        parts.append(f"elapsed {format_seconds(elapsed)}")
+        metrics = {k: v for k, v in trainer.progress_bar_metrics.items() if isinstance(v, (int, float))}
+        parts += [f"{k}={v:.4g}" for k, v in sorted(metrics.items())]
+        text = ", ".join(parts)
+        print(f"[{stage}] {text}{' (finished)' if final else ''}", file=sys.stderr, flush=True)
+        if final:
+            del self._start[stage]
+
+    # fit (the validation inside fit shows in the fit lines' metrics)
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin(trainer, "fit")
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
+        self._tick(trainer, "fit", batch_idx, trainer.num_training_batches)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._tick(trainer, "fit", 0, None, final=True)
+
+    # validate / test / predict as their own verbs
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.training and not trainer.sanity_checking and trainer.state.fn == "validate":
+            self._begin(trainer, "validate")
+
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._tick(trainer, "validate", batch_idx, _nth(trainer.num_val_batches, dataloader_idx))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._tick(trainer, "validate", 0, None, final=True)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin(trainer, "test")
+
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._tick(trainer, "test", batch_idx, _nth(trainer.num_test_batches, dataloader_idx))
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._tick(trainer, "test", 0, None, final=True)
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._begin(trainer, "predict")
+
+    def on_predict_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._tick(trainer, "predict", batch_idx, _nth(trainer.num_predict_batches, dataloader_idx))
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._tick(trainer, "predict", 0, None, final=True)
+
+
+def _nth(values: object, index: int) -> object:
+    """``values[index]`` of a per-dataloader list, else ``None``."""
+    return values[index] if isinstance(values, list) and index < len(values) else None

@@ -1,7 +1,9 @@
 """The one ``emoface`` executable.
 
 ``emoface fit|validate|test|predict`` are LightningCLI (subclass mode for model and data,
-omegaconf parser mode, several ``--config`` merged left to right, ``--print_config``). The other
+omegaconf+ parser mode: interpolations resolve after all ``--config`` files, merged left to right,
+and the command line; ``--print_config``; explicit arguments win over ``--ckpt_path``
+hyperparameters; progress lines without a terminal; known-harmless noise hidden). The other
 verbs (``mini-mead``, ``preprocess``, ``generate`` ...) are plain argparse commands that live in
 the module named by :data:`TOOL_VERBS`; each such module defines ``HELP: str``,
 ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -11,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 TRAINER_VERBS: dict[str, str] = {
     "fit": "Train a model (LightningCLI).",
@@ -51,20 +56,199 @@ def _top_level_help(tools: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _is_print_config(token: str) -> bool:
+    return token == "--print_config" or token.startswith("--print_config=")
+
+
+def _without_print_config(argv: list[str]) -> list[str]:
+    """``argv`` less ``--print_config`` (and its ``skip_null``-style value when given apart)."""
+    kept: list[str] = []
+    skip_value = False
+    for token in argv:
+        if skip_value and not token.startswith("-") and set(token.split(",")) <= {"skip_null", "skip_default", ""}:
+            skip_value = False
+            continue
+        skip_value = token == "--print_config"
+        if not _is_print_config(token):
+            kept.append(token)
+    return kept
+
+
+def _ckpt_path_of(argv: list[str]) -> str | None:
+    """The ``ckpt_path`` that ``argv`` sets last: ``--ckpt_path V``, ``--ckpt_path=V``, or a key
+    of a ``--config`` file (read here, before parsing, so its hyperparameters can be defaults)."""
+    import yaml
+
+    value = None
+    for index, token in enumerate(argv):
+        option, _, inline = token.partition("=")
+        given = inline if _ else (argv[index + 1] if index + 1 < len(argv) else None)
+        if option == "--ckpt_path":
+            value = given
+        elif option in ("--config", "-c") and given:
+            try:
+                loaded = yaml.safe_load(Path(given).read_text()) if os.path.isfile(given) else None
+            except (OSError, yaml.YAMLError):
+                loaded = None  # the parser reports it
+            if isinstance(loaded, dict) and loaded.get("ckpt_path"):
+                value = str(loaded["ckpt_path"])
+    return value
+
+
+def checkpoint_model_config(ckpt_path: str | None, class_path: str | None = None) -> dict | None:
+    """The ``model`` config (``class_path``/``init_args``) a LightningCLI checkpoint was trained with.
+
+    Args:
+        ckpt_path: a ``.ckpt`` file (other values, e.g. ``last``, give ``None``).
+        class_path: the class to assume when the checkpoint does not name one.
+
+    Returns:
+        ``{"class_path": ..., "init_args": {...}}``, or ``None`` without a file or hyperparameters.
+    """
+    import torch
+
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return None
+    hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+    hparams.pop("_instantiator", None)
+    class_path = hparams.pop("_class_path", class_path)
+    if not hparams or class_path is None:
+        return None
+    return {"class_path": class_path, "init_args": hparams}
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        flat: dict[str, object] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: list(value) if isinstance(value, tuple) else value}
+
+
+def _lightning_cli_class() -> type:
+    """:class:`EmofaceCLI`, defined on first use (Lightning is imported only by the trainer verbs)."""
+    from jsonargparse import Namespace
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.utilities import rank_zero_info
+
+    class EmofaceCLI(LightningCLI):
+        """LightningCLI where explicit arguments win over a checkpoint's hyperparameters.
+
+        Upstream LightningCLI parses ``--ckpt_path``'s hyperparameters *over* the config files and
+        command line (Lightning issues 20801 / 20310). Here they become the model's defaults before
+        parsing, so config files and command line override them and ``--print_config`` prints the
+        config that runs.
+        """
+
+        def parse_arguments(self, parser: Any, args: Any) -> None:
+            if isinstance(args, (dict, Namespace)):
+                super().parse_arguments(parser, args)
+                return
+            argv = list(sys.argv[1:] if args is None else args)
+            subcommand = argv[0] if argv and argv[0] in TRAINER_VERBS else None
+            # the checkpoint's hyperparameters become the model's defaults, then one parse
+            model = checkpoint_model_config(_ckpt_path_of(argv)) if subcommand else None
+            if model is None:
+                # a checkpoint that does not name its class (or a ckpt_path written unusually):
+                # parse once (without printing) to read them, then again over the new defaults
+                first_pass = _without_print_config(argv)
+                config = parser.parse_args(first_pass)
+                subcommand = config.get("subcommand")
+                if subcommand:
+                    chosen = config[subcommand]
+                    class_path = chosen.get("model.class_path") if chosen.get("model") is not None else None
+                    model = checkpoint_model_config(chosen.get("ckpt_path"), class_path)
+                if model is None and first_pass == argv:
+                    self.config = config
+                    return
+            if model is not None:
+                subparser = parser._subcommands_action._name_parser_map[subcommand]
+                subparser.set_defaults(model=model)
+            try:
+                self.config = parser.parse_args(argv)
+            except SystemExit as exit_:
+                if model is not None and exit_.code:
+                    sys.stderr.write("(the model's defaults were the hyperparameters saved in --ckpt_path)\n")
+                raise
+            if model is not None:
+                self._report_overrides(model, self.config[subcommand].get("model"))
+
+        @staticmethod
+        def _report_overrides(model: dict, chosen: Any) -> None:
+            final = _flatten(chosen.as_dict() if isinstance(chosen, Namespace) else dict(chosen or {}))
+            saved = _flatten(model)
+            changed = [
+                f"model.{key}: {saved[key]!r} -> {final.get(key)!r}" for key in saved if final.get(key) != saved[key]
+            ]
+            if changed:
+                rank_zero_info(
+                    "emoface: the config files / command line override these hyperparameters of the checkpoint:\n  "
+                    + "\n  ".join(changed)
+                )
+
+        def _parse_ckpt_path(self) -> None:
+            """Checkpoint hyperparameters were applied as defaults in :meth:`parse_arguments`."""
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            """The configured trainer, plus :class:`~emoface.callbacks.ProgressLines` unless listed."""
+            from emoface.callbacks import ProgressLines
+
+            trainer = super().instantiate_trainer(**kwargs)
+            if not any(isinstance(callback, ProgressLines) for callback in trainer.callbacks):
+                trainer.callbacks.append(ProgressLines())
+            return trainer
+
+        def after_instantiate_classes(self) -> None:
+            from emoface.quiet import drop_wandb_anonymous
+
+            drop_wandb_anonymous(list(self.trainer.loggers))
+
+    return EmofaceCLI
+
+
 def run_lightning_cli(args: Sequence[str] | None) -> None:
     """Run LightningCLI on ``args`` (first item: the subcommand); ``None`` reads ``sys.argv``."""
+    from jsonargparse import set_parsing_settings
     from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
 
     import emoface.datamodules  # noqa: F401  (registers the classes for class_path shorthands)
     import emoface.lightning_modules  # noqa: F401
+    from emoface.callbacks import SaveConfigToLoggers
+    from emoface.quiet import quiet_known_noise
 
-    LightningCLI(
-        LightningModule,
-        LightningDataModule,
+    quiet_known_noise()
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    wandb_run_before = _wandb_run()
+    exit_code = 1
+    try:
+        _run_cli(LightningModule, LightningDataModule, SaveConfigToLoggers, args)
+        exit_code = 0
+    finally:
+        # finish a Weights & Biases run this call started: its files are complete (offline: in its
+        # folder, ready for `wandb sync`) when `main` returns, not only at interpreter exit
+        run = _wandb_run()
+        if run is not None and run is not wandb_run_before:
+            run.finish(exit_code=exit_code)
+
+
+def _wandb_run() -> Any:
+    """The active Weights & Biases run, if wandb is imported and a run is active."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+def _run_cli(model_class: type, data_class: type, save_config: type, args: Sequence[str] | None) -> None:
+    _lightning_cli_class()(
+        model_class,
+        data_class,
+        save_config_callback=save_config,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf"},
+        # omegaconf+: interpolations resolve after every config file and the command line are
+        # merged, so `--trainer.default_root_dir DIR` moves every path spelled from it. A config's
+        # `${trainer.x}` is read relative to the subcommand (the parser's root is `fit.`, `test.` ...).
+        parser_kwargs={"parser_mode": "omegaconf+"},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
         seed_everything_default=0,

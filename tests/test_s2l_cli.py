@@ -82,7 +82,9 @@ def test_fit_writes_checkpoints_metrics_and_figures_and_resume_continues(
     assert last["global_step"] == 4
 
     # interrupted after epoch 1, then resumed from its last checkpoint
-    first_dir = run_in("first", "fit", *configs(S2L), "--trainer.max_epochs", "1")
+    # (T_max follows max_epochs by interpolation: the interrupted run keeps the 2-epoch schedule)
+    first_dir = run_in("first", "fit", *configs(S2L), "--trainer.max_epochs", "1",
+                       "--model.init_args.scheduler.init_args.T_max", "2")  # fmt: skip
     resumed_dir = run_in("resumed", "fit", *configs(S2L), "--ckpt_path", str(first_dir / "checkpoints/last.ckpt"))
     resumed_ckpt = torch.load(resumed_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert resumed_ckpt["global_step"] == 4 and resumed_ckpt["epoch"] == 1

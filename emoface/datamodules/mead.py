@@ -148,7 +148,7 @@ class MEADDataModule(LightningDataModule):
             from emoface.datamodules.mini_mead import make_mini_mead
 
             log.info("building the embedded mini-MEAD in %s", self.raw_root)
-            make_mini_mead(self.raw_root, size=self.size, **self.mini_mead)
+            make_mini_mead(self.raw_root, size=self.size, progress=True, **self.mini_mead)
         from emoface.preprocessing.pipeline import PreprocessOptions, format_summary, preprocess
 
         backend = self.backend
@@ -159,6 +159,7 @@ class MEADDataModule(LightningDataModule):
             self.cache_dir,
             PreprocessOptions(backend=backend, size=self.size),
             workers=self.preprocess_workers,
+            progress=True,
         )
         log.info("%s", format_summary(summary, self.cache_dir))
         if summary.exit_code:

@@ -41,6 +41,7 @@ from emoface.geometry.landmarks import EYEBALL_RADIUS, EYES, MEAN_FACE_NP, NUM_L
 from emoface.geometry.rotations import euler_to_matrix, gaze_to_vector
 from emoface.io.arrays import save_npz
 from emoface.io.media import write_audio, write_video
+from emoface.progress import ProgressReport
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -550,7 +551,7 @@ def make_mini_mead(
         size: frame side in pixels (even).
         seed: everything is deterministic for a seed.
         workers: processes to use (default: all cores).
-        progress: show a progress bar.
+        progress: show progress (a bar on a terminal, periodic lines otherwise).
 
     Returns:
         ``out_dir`` as a Path.
@@ -565,19 +566,11 @@ def make_mini_mead(
     jobs = clip_jobs(root, config)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     done: list[str] = []
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress()
-        bar.start()
-        task = bar.add_task("mini-MEAD", total=len(jobs))
-    try:
+    with ProgressReport("mini-MEAD", total=len(jobs), unit="clips", enabled=progress) as report:
         if workers == 1:
             for job in jobs:
                 done.append(make_clip(job))
-                if bar is not None:
-                    bar.advance(task)
+                report.advance()
         else:
             # Spawned, not forked: a child forked from a process whose torch (OpenMP) thread pool
             # has run deadlocks at its first parallel torch op (seen in the slow tests, where a
@@ -586,11 +579,7 @@ def make_mini_mead(
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
                 for clip in pool.map(make_clip, jobs, chunksize=4):
                     done.append(clip)
-                    if bar is not None:
-                        bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
+                    report.advance()
     actors = actor_names(speakers)
     meta = {
         "dataset": "mini-MEAD",

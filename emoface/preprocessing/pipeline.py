@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -43,6 +42,7 @@ from emoface.preprocessing.features import (
 from emoface.preprocessing.gaze import estimate_gaze
 from emoface.preprocessing.layout import ClipSpec, Problem, scan_mead
 from emoface.preprocessing.store import WAVEFORM_SCALE, encode_frames
+from emoface.progress import ProgressReport
 
 log = logging.getLogger(__name__)
 
@@ -319,36 +319,6 @@ def _prepare_cache(cache_dir: Path, raw_root: Path, options: PreprocessOptions) 
         partial.unlink(missing_ok=True)
 
 
-def _progress():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class SpeedColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.2f} clips/s" if speed else "-- clips/s")
-
-    return Progress(
-        TextColumn("[bold]preprocess"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        SpeedColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        transient=False,
-        disable=not sys.stderr.isatty(),
-    )
-
-
 def preprocess(
     raw_root: str | os.PathLike,
     cache_dir: str | os.PathLike,
@@ -369,7 +339,7 @@ def preprocess(
         workers: processes (``0``: in this process). Each worker holds its own backend.
         actors, emotions, levels: restrict the run.
         retry_failed: redo clips recorded as failed by an earlier run.
-        progress: show a progress bar (on a terminal).
+        progress: show progress (a bar on a terminal, periodic lines otherwise).
 
     Returns:
         :class:`RunSummary`.
@@ -419,17 +389,12 @@ def preprocess(
             summary.failures.append((str(row["clip"]), str(row["reason"])))
 
     if todo:
-        bar = _progress() if progress else None
-        task = bar.add_task("clips", total=len(todo)) if bar is not None else None
-        if bar is not None:
-            bar.start()
-        try:
+        with ProgressReport("preprocess", total=len(todo), unit="clips", enabled=progress) as report:
             if workers <= 0:
                 backend = make_backend(options.backend, options.device, options.batch_size)
                 for clip in todo:
                     account(process_clip(clip, backend, options, cache, raw))
-                    if bar is not None:
-                        bar.advance(task)
+                    report.advance()
             else:
                 if options.backend == "face_alignment":
                     from emoface.preprocessing.backends import check_face_alignment_weights
@@ -441,11 +406,7 @@ def preprocess(
                     futures = [pool.submit(_worker_process, clip, options, str(cache), str(raw)) for clip in todo]
                     for future in as_completed(futures):
                         account(future.result())
-                        if bar is not None:
-                            bar.advance(task)
-        finally:
-            if bar is not None:
-                bar.stop()
+                        report.advance()
 
     rows = mf.collect_records(cache)
     mf.write_manifest(cache, rows)
