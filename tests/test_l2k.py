@@ -83,16 +83,16 @@ def test_targets_are_the_frozen_estimator_and_a_batch_is_learned(mead_cache_128:
     # The mapper starts at "the source held still" for translation and expression.
     torch.testing.assert_close(out["pred"]["t"][:, 0], out["pred"]["t"][:, -1])
 
+    # Overfitting one batch: the self-supervised objective is learnable through the mapper alone.
     optimizer = torch.optim.Adam(system.mapper.parameters(), lr=3e-3)
-    first = None
+    totals = []
     for _ in range(60):
-        losses = system.losses(batch, system(batch))
-        loss = sum(losses.values())
-        first = float(losses["keypoints"]) if first is None else first
+        loss = sum(system.losses(batch, system(batch)).values())
+        totals.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert float(losses["keypoints"]) < 0.5 * first, (first, float(losses["keypoints"]))
+    assert totals[-1] < 0.5 * totals[0], totals[::10]
 
 
 def test_missing_renderer_is_a_clear_error(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ file feeds the trained mapper unchanged.
 
 Losses (each weight configurable):
 
-* ``angle_bins``: cross-entropy of the predicted angle bins against the estimator's bin
-  distribution (soft targets: the bin form the estimator itself uses);
+* ``angle_bins``: KL divergence of the predicted angle bins from the estimator's bin
+  distribution (soft targets in the bin form the estimator itself uses);
 * ``angles``: L1 of the expected angles in degrees;
 * ``translation``, ``expression``: L1 against the estimator's ``t`` and ``exp``;
 * ``keypoints``: L1 of the posed keypoints ``R kp_canonical + t + exp`` against the estimator's;
@@ -216,9 +216,13 @@ class LandmarksToKeypoints(LightningModule):
         pred, target = out["pred"], out["target"]
         losses: dict[str, Tensor] = {}
         if hp.angle_bin_weight:
+            # KL divergence from the estimator's bin distribution: the soft cross-entropy's gradient,
+            # with 0 (not the target's entropy) as its floor, so the logged value reads as a gap.
             value = sum(
-                -(F.softmax(target[n], -1) * F.log_softmax(pred[n].flatten(0, 1), -1)).sum(-1).mean() for n in ANGLES
-            )
+                F.kl_div(F.log_softmax(pred[n].flatten(0, 1), -1), F.log_softmax(target[n], -1), log_target=True,
+                         reduction="batchmean")
+                for n in ANGLES
+            )  # fmt: skip
             losses["angle_bins"] = hp.angle_bin_weight * value
         if hp.angle_weight:
             value = sum((bins_to_degrees(pred[n].flatten(0, 1)) - bins_to_degrees(target[n])).abs().mean() for n in ANGLES)
