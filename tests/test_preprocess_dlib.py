@@ -150,3 +150,13 @@ def test_preprocess_mini_mead_with_dlib_agrees_with_groundtruth(mini_mead_128: P
     assert found_total / frames_total > 0.9
     assert errors_px.mean() < 4.5 and np.median(errors_px) < 4.0
     assert (pose.mean(0) < np.array([5.0, 7.0, 2.5])).all(), pose.mean(0)
+
+
+def test_auto_is_face_alignment_only_when_its_weights_are_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emoface.preprocessing.backends import default_backend, make_stand_in_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-home"))
+    assert default_backend() == "dlib"
+    make_stand_in_weights(tmp_path / "home" / "hub" / "checkpoints")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    assert default_backend() == "face_alignment"
