@@ -67,7 +67,8 @@ class MEADDataModule(LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: training window order and offsets.
         backend: preprocessing backend for ``raw_root`` (``auto``: ``groundtruth`` when the root is
-            a mini-MEAD tree, else ``face_alignment``).
+            a mini-MEAD tree, else ``face_alignment`` when its weights are in the torch hub cache,
+            else ``dlib``).
         size: crop side when preprocessing (and the mini-MEAD frame size).
         preprocess_workers: worker processes for preprocessing.
         mini_mead_speakers, mini_mead_clips, mini_mead_seconds: the embedded mini-MEAD's size.
@@ -153,7 +154,7 @@ class MEADDataModule(LightningDataModule):
 
         backend = self.backend
         if backend == "auto":
-            backend = "groundtruth" if (self.raw_root / "mini_mead.json").is_file() else "face_alignment"
+            backend = "groundtruth" if (self.raw_root / "mini_mead.json").is_file() else "auto"
         summary = preprocess(
             self.raw_root,
             self.cache_dir,

@@ -4,7 +4,14 @@
   depth network, ``LandmarksType.THREE_D``), frames batched through the networks, on the GPU
   when there is one. Weights are never downloaded by emoface: they must already be in the torch
   hub cache under face-alignment's own file names (see :func:`face_alignment_weight_files`).
+* ``dlib`` (real data, weights installable offline): dlib's HOG face detector and its 68-point
+  shape predictor (``shape_predictor_68_face_landmarks.dat`` from the ``face-recognition-models``
+  package), 2D points lifted to 3D with the mean face's depth (:mod:`emoface.geometry.lifting`).
+  The predictor was trained on iBUG 300-W, whose licence excludes commercial use.
 * ``groundtruth`` (mini-MEAD): the generator's landmarks from the clip's sidecar.
+
+``auto`` (:func:`default_backend`) is face_alignment when its weights are in the torch hub cache,
+else dlib when its weight file is installed.
 
 A backend returns landmarks in the pixels of the decoded (source) frames plus a per-frame
 "face found" flag; gap filling, crop, pose and gaze are done by the pipeline.
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,7 +31,7 @@ from emoface.io.arrays import load_npz
 from emoface.preprocessing.features import ClipFailure
 from emoface.preprocessing.layout import ClipSpec
 
-BACKENDS = ("face_alignment", "groundtruth")
+BACKENDS = ("face_alignment", "dlib", "groundtruth")
 
 
 class FaceAlignmentWeightsError(FileNotFoundError):
@@ -233,6 +241,247 @@ class FaceAlignmentBackend:
         return np.concatenate(all_landmarks), np.concatenate(all_found)
 
 
+# ----------------------------------------------------------------------------------------------
+# dlib
+# ----------------------------------------------------------------------------------------------
+DLIB_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+DLIB_PREDICTOR_ENV = "EMOFACE_DLIB_PREDICTOR"
+DLIB_LICENCE_NOTE = (
+    "dlib's 68-point predictor was trained on the iBUG 300-W data set, whose licence excludes "
+    "commercial use."
+)
+
+
+class DlibWeightsError(FileNotFoundError):
+    """dlib's 68-point shape predictor file is not where emoface looks for it.
+
+    Attributes:
+        path: the file looked for.
+    """
+
+    def __init__(self, path: Path, reason: str = "") -> None:
+        self.path = path
+        super().__init__(
+            f"dlib shape predictor {DLIB_PREDICTOR_FILE} not found at {path}{reason}.\n"
+            f"Install it with `pip install face-recognition-models` (it ships the file), or set "
+            f"{DLIB_PREDICTOR_ENV} to the path of a copy of {DLIB_PREDICTOR_FILE}; emoface never downloads "
+            f"weights itself. {DLIB_LICENCE_NOTE}"
+        )
+
+
+def dlib_predictor_path() -> Path:
+    """Where the 68-point predictor is looked for.
+
+    ``$EMOFACE_DLIB_PREDICTOR`` when set, else ``models/shape_predictor_68_face_landmarks.dat`` in
+    the installed ``face_recognition_models`` package (located without importing it: its
+    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ship).
+    """
+    override = os.environ.get(DLIB_PREDICTOR_ENV)
+    if override:
+        return Path(override).expanduser()
+    from importlib.util import find_spec
+
+    spec = find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        return Path("face_recognition_models (not installed)") / "models" / DLIB_PREDICTOR_FILE
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_PREDICTOR_FILE
+
+
+def check_dlib_weights(path: str | os.PathLike | None = None) -> Path:
+    """Return the predictor file; raise :class:`DlibWeightsError` naming it when it is missing."""
+    target = Path(path) if path is not None else dlib_predictor_path()
+    if not target.is_file():
+        raise DlibWeightsError(target)
+    return target
+
+
+_DLIB_MODELS: dict[str, object] = {}
+
+
+def _load_dlib_predictor(path: Path):
+    """The shape predictor of ``path``, loaded once per process (parsing the 100 MB file takes seconds)."""
+    import dlib
+
+    key = str(path.resolve())
+    if key not in _DLIB_MODELS:
+        try:
+            _DLIB_MODELS[key] = dlib.shape_predictor(key)
+        except RuntimeError as error:  # a truncated or foreign file
+            raise DlibWeightsError(path, f" (unreadable: {error})") from error
+    return _DLIB_MODELS[key]
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face of an image.
+
+    Attributes:
+        box: ``(5,)`` float32 x1, y1, x2, y2, detector score (pixels of the image).
+        landmarks: ``(68, 3)`` float32 iBUG-68 points: x, y in image pixels, z depth in pixel units.
+        landmarks_2d: ``(68, 2)`` float32 the detector's own x, y (equal to ``landmarks[:, :2]``).
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    landmarks_2d: np.ndarray
+
+    @property
+    def area(self) -> float:
+        return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
+
+
+class DlibBackend:
+    """dlib's HOG face detector and 68-point shape predictor, 2D points lifted to 3D.
+
+    Detection runs on the image downscaled so that its longer side is at most ``detect_size``,
+    upsampled ``upsample`` times inside dlib (``"auto"``: the fewest doublings, at most 2, that
+    bring the shorter side to 256 px: dlib's HOG detector misses faces under about 80 px). The
+    predictor runs on the full-resolution image. Landmarks get z from the mean face fitted to the
+    2D points (:func:`emoface.geometry.lifting.lift_landmarks`): the depth of identity and
+    expression is the mean face's.
+
+    The predictor was trained on iBUG 300-W, whose licence excludes commercial use.
+
+    Args:
+        predictor_path: the ``.dat`` file (default: :func:`dlib_predictor_path`).
+        upsample: dlib's upsampling count for detection, or ``"auto"``.
+        detect_size: longer image side for detection (``0``: full resolution).
+        min_score: detections scoring at or below this are dropped (dlib's own default is 0).
+        lift: ``"orthographic"`` or ``"similarity"`` (see :mod:`emoface.geometry.lifting`).
+
+    Raises:
+        DlibWeightsError: the predictor file is missing or unreadable.
+    """
+
+    name = "dlib"
+    needs_frames = True
+
+    def __init__(
+        self,
+        predictor_path: str | os.PathLike | None = None,
+        upsample: int | str = "auto",
+        detect_size: int = 640,
+        min_score: float = 0.0,
+        lift: str = "orthographic",
+    ) -> None:
+        import dlib
+
+        from emoface.geometry.lifting import LIFT_METHODS
+
+        if lift not in LIFT_METHODS:
+            raise ValueError(f"unknown lifting method {lift!r}; expected one of {', '.join(LIFT_METHODS)}")
+        if upsample != "auto" and (not isinstance(upsample, int) or upsample < 0):
+            raise ValueError(f"upsample must be 'auto' or an int >= 0, got {upsample!r}")
+        self.predictor_path = check_dlib_weights(predictor_path)
+        self.predictor = _load_dlib_predictor(self.predictor_path)
+        self.detector = dlib.get_frontal_face_detector()
+        self.upsample = upsample
+        self.detect_size = detect_size
+        self.min_score = min_score
+        self.lift = lift
+
+    def _upsample_for(self, height: int, width: int) -> int:
+        if self.upsample != "auto":
+            return int(self.upsample)
+        times, side = 0, min(height, width)
+        while side < 256 and times < 2:
+            side, times = side * 2, times + 1
+        return times
+
+    @staticmethod
+    def _as_rgb(image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        if image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 image, got {image.dtype}")
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, -1)
+        if image.ndim != 3 or image.shape[-1] not in (3, 4):
+            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+        return np.ascontiguousarray(image[..., :3])
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Face boxes ``(N, 5)`` float32 (x1, y1, x2, y2, score) of an RGB uint8 image, largest first."""
+        import cv2
+
+        image = self._as_rgb(image)
+        height, width = image.shape[:2]
+        factor = 1.0
+        if self.detect_size and max(height, width) > self.detect_size:
+            factor = self.detect_size / max(height, width)
+            small = (max(1, round(width * factor)), max(1, round(height * factor)))
+            image = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self.detector.run(image, self._upsample_for(*image.shape[:2]), self.min_score)
+        boxes = np.array(
+            [[r.left(), r.top(), r.right() + 1, r.bottom() + 1, s] for r, s in zip(rects, scores) if s > self.min_score],
+            dtype=np.float64,
+        ).reshape(-1, 5)
+        boxes[:, :4] /= factor
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return boxes[np.argsort(-areas, kind="stable")].astype(np.float32)
+
+    def landmarks_2d(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The predictor's 68 points ``(68, 2)`` float32 (pixels) in ``box`` (x1, y1, x2, y2, ...)."""
+        import dlib
+
+        image = self._as_rgb(image)
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
+        shape = self.predictor(image, dlib.rectangle(x1, y1, x2 - 1, y2 - 1))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+    def faces(self, image: np.ndarray) -> list[DetectedFace]:
+        """All faces of one RGB uint8 image ``(H, W, 3)``, largest box first (empty: no face).
+
+        Each face has its box, its 68 points lifted to 3D and the predictor's 2D points.
+        """
+        from emoface.geometry.lifting import lift_landmarks
+
+        image = self._as_rgb(image)
+        found = []
+        for box in self.detect(image):
+            points = self.landmarks_2d(image, box)
+            found.append(DetectedFace(box=box, landmarks=lift_landmarks(points, self.lift), landmarks_2d=points))
+        return found
+
+    def landmarks_from_chunks(self, chunks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks ``(T, 68, 3)`` (zeros where no face) and found flags ``(T,)`` of a chunked video.
+
+        The largest face of each frame, as the face_alignment backend does.
+        """
+        from emoface.geometry.lifting import lift_landmarks
+
+        points, found = [], []
+        for frames in chunks:
+            for frame in frames:
+                boxes = self.detect(frame)
+                found.append(len(boxes) > 0)
+                points.append(self.landmarks_2d(frame, boxes[0]) if len(boxes) else np.zeros((68, 2), np.float32))
+        if not points:
+            return np.zeros((0, 68, 3), dtype=np.float32), np.zeros(0, dtype=bool)
+        flags = np.array(found, dtype=bool)
+        landmarks = np.zeros((len(points), 68, 3), dtype=np.float32)
+        if flags.any():
+            landmarks[flags] = lift_landmarks(np.stack(points)[flags], self.lift)
+        return landmarks, flags
+
+
+def default_backend() -> str:
+    """``face_alignment`` when its weights are in the torch hub cache, else ``dlib`` when its predictor
+    file is installed, else ``face_alignment`` (whose missing-weights error then says what to do)."""
+    try:
+        check_face_alignment_weights()
+        return "face_alignment"
+    except FaceAlignmentWeightsError:
+        pass
+    except ImportError:
+        pass
+    try:
+        check_dlib_weights()
+        import dlib  # noqa: F401
+    except (DlibWeightsError, ImportError):
+        return "face_alignment"
+    return "dlib"
+
+
 def make_stand_in_weights(folder: str | os.PathLike, seed: int = 0) -> list[Path]:
     """Write random-init stand-ins of face-alignment's weight files (for offline tests and benchmarks).
 
@@ -270,8 +519,15 @@ def make_stand_in_weights(folder: str | os.PathLike, seed: int = 0) -> list[Path
     return [target / fan_name, target / depth_name, target / sfd_name]
 
 
-def make_backend(name: str, device: str = "auto", batch_size: int = 16) -> GroundTruthBackend | FaceAlignmentBackend:
-    """Instantiate a backend by name (see :data:`BACKENDS`)."""
+Backend = GroundTruthBackend | FaceAlignmentBackend | DlibBackend
+
+
+def make_backend(name: str, device: str = "auto", batch_size: int = 16) -> Backend:
+    """Instantiate a backend by name (see :data:`BACKENDS`; ``"auto"``: :func:`default_backend`)."""
+    if name == "auto":
+        name = default_backend()
+    if name == "dlib":
+        return DlibBackend()
     if name == "groundtruth":
         return GroundTruthBackend()
     if name == "face_alignment":

@@ -17,8 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--root", required=True, help="MEAD root: <actor>/video/front/<emotion>/level_<k>/<nnn>.mp4")
     parser.add_argument("--out", required=True, help="cache folder (manifest.csv, cache.json, clips/)")
-    parser.add_argument("--backend", choices=BACKENDS, default="face_alignment",
-                        help="landmark source: face_alignment (real data) or groundtruth (mini-MEAD sidecars)")
+    parser.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+                        help="landmark source: face_alignment (real data, 3D), dlib (real data, 2D lifted to 3D; "
+                             "iBUG 300-W weights: no commercial use) or groundtruth (mini-MEAD sidecars); "
+                             "auto: face_alignment when its weights are in the torch hub cache, else dlib")
     parser.add_argument("--device", default="auto", help="torch device for face_alignment (auto: GPU when present)")
     parser.add_argument("--workers", type=int, default=0, help="worker processes (0: this process)")
     parser.add_argument("--batch-size", type=int, default=16, help="frames per network forward (face_alignment)")
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the preprocessing; exit code 0 unless no clip is usable (1) or the arguments are wrong (2)."""
-    from emoface.preprocessing.backends import FaceAlignmentWeightsError
+    from emoface.preprocessing.backends import DlibWeightsError, FaceAlignmentWeightsError
     from emoface.preprocessing.pipeline import PreprocessOptions, format_summary, preprocess
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as error:
-        if isinstance(error, FaceAlignmentWeightsError):
+        if isinstance(error, (FaceAlignmentWeightsError, DlibWeightsError)):
             print(f"emoface preprocess: {error}", file=sys.stderr)
             return 1
         print(f"emoface preprocess: error: {error}", file=sys.stderr)

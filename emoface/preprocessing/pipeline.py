@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import numpy as np
 from emoface.io import MediaError, iter_video_chunks, read_audio
 from emoface.io.arrays import save_npz
 from emoface.preprocessing import manifest as mf
-from emoface.preprocessing.backends import BACKENDS, FaceAlignmentBackend, GroundTruthBackend, make_backend
+from emoface.preprocessing.backends import BACKENDS, Backend, default_backend, make_backend
 from emoface.preprocessing.features import (
     ClipFailure,
     audio_features,
@@ -54,7 +54,8 @@ class PreprocessOptions:
     """Settings of a preprocessing run (those in :attr:`cache_keys` must match an existing cache).
 
     Attributes:
-        backend: ``face_alignment`` or ``groundtruth``.
+        backend: ``face_alignment``, ``dlib``, ``groundtruth`` or ``auto`` (resolved by :func:`preprocess`
+            to face_alignment when its weights are present, else dlib; the cache records the result).
         fps: video rate after resampling (25).
         size: crop side in pixels (256).
         sample_rate: audio rate (16000).
@@ -147,7 +148,7 @@ def _decode_and_crop(clip: ClipSpec, options: PreprocessOptions, box) -> np.ndar
 
 
 def extract_clip(
-    clip: ClipSpec, backend: GroundTruthBackend | FaceAlignmentBackend, options: PreprocessOptions
+    clip: ClipSpec, backend: Backend, options: PreprocessOptions
 ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Compute every cached array of one clip.
 
@@ -167,7 +168,7 @@ def extract_clip(
     audio_frames = int(len(wave) // samples_per_frame)
 
     try:
-        if isinstance(backend, FaceAlignmentBackend):
+        if backend.needs_frames:
             chunks = iter_video_chunks(clip.video, fps=options.fps, chunk_size=options.chunk_size)
             raw_landmarks, found = backend.landmarks_from_chunks(chunks)
             if len(found) == 0:
@@ -230,7 +231,7 @@ def extract_clip(
 
 def process_clip(
     clip: ClipSpec,
-    backend: GroundTruthBackend | FaceAlignmentBackend,
+    backend: Backend,
     options: PreprocessOptions,
     cache_dir: str | os.PathLike,
     raw_root: str | os.PathLike | None = None,
@@ -276,7 +277,7 @@ def problem_row(problem: Problem, options: PreprocessOptions) -> dict[str, objec
 # ----------------------------------------------------------------------------------------------
 # Worker processes
 # ----------------------------------------------------------------------------------------------
-_WORKER_BACKEND: GroundTruthBackend | FaceAlignmentBackend | None = None
+_WORKER_BACKEND: Backend | None = None
 
 
 def _worker_init(options: PreprocessOptions) -> None:
@@ -348,8 +349,12 @@ def preprocess(
         FileNotFoundError: the raw root is not a folder.
         ValueError: the cache was made with other settings, or a bad option.
         FaceAlignmentWeightsError: face_alignment weights are missing.
+        DlibWeightsError: dlib's predictor file is missing.
     """
     options = options or PreprocessOptions()
+    if options.backend == "auto":
+        options = replace(options, backend=default_backend())
+        log.info("landmark backend: %s", options.backend)
     if options.backend not in BACKENDS:
         raise ValueError(f"unknown backend {options.backend!r}; expected one of {', '.join(BACKENDS)}")
     rows_per_frame(options.fps)
@@ -400,6 +405,10 @@ def preprocess(
                     from emoface.preprocessing.backends import check_face_alignment_weights
 
                     check_face_alignment_weights()  # fail once, clearly, before starting workers
+                elif options.backend == "dlib":
+                    from emoface.preprocessing.backends import check_dlib_weights
+
+                    check_dlib_weights()
                 context = get_context("spawn")
                 with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
                                          initargs=(options,)) as pool:  # fmt: skip
