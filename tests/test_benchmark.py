@@ -225,3 +225,53 @@ def test_patterns_reject_and_map_by_name(tmp_path) -> None:
     (tmp_path / "list.txt").write_text("# 100-clip style list\nM003_ang_3_001\nW009/neutral/level_1/002.mp4\n")
     assert read_clip_list(tmp_path / "list.txt") == ["M003/angry/level_3/001", "W009/neutral/level_1/002"]
     assert evenly_spaced(10, 4).tolist() == [0, 3, 6, 9] and evenly_spaced(3, 3).tolist() == [0, 1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_trained_evaluators_rank_shifted_and_wrong_emotion_rows(
+    evaluators_mead_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With the SyncNet and Emotion-FAN trained on mini-MEAD by the metrics package's recipes
+    (benchmarks/evaluators_learning.py, its defaults): the row whose own audio is delayed by 6 frames
+    loses LSE-C and reads an offset of about -6; the row with swapped emotion names loses accuracy."""
+    from benchmark_support import load_benchmark
+
+    bench = load_benchmark("evaluators_learning")
+    args = bench.parse_args([])
+    work = tmp_path_factory.mktemp("bench-trained")
+    torch.set_num_threads(args.threads)
+    syncnet = bench.train_syncnet(evaluators_mead_cache, work, args.sync_epochs, args.seed, args.sync_size)
+    fan = bench.train_emotion(evaluators_mead_cache, work, args.emotion_epochs, args.seed, args.emotion_size)
+    from emoface.datamodules import MEADDataModule
+
+    ids = [e.clip_id for e in MEADDataModule(cache_dir=str(evaluators_mead_cache)).split_entries()["test"]]
+    clips = {c: _clip(evaluators_mead_cache, c) for c in ids}
+    by_level: dict[str, list[str]] = {}
+    for c in ids:
+        by_level.setdefault(c.split("/")[2], []).append(c)
+    wrong = {}
+    for group in by_level.values():  # within a level, each clip's video under the next clip's name
+        wrong |= dict(zip(group, group[1:] + group[:1]))
+    for clip_id, data in clips.items():
+        name = _name(clip_id)
+        _write_frames(work / "copy" / name, data["frames"], None)
+        _write_frames(work / "wrong" / _name(wrong[clip_id]), data["frames"], None)
+        delayed = np.concatenate([np.zeros(640 * SHIFT, np.float32), data["waveform"]])[: len(data["waveform"])]
+        write_video(work / "shifted" / f"{name}.mp4", data["frames"], 25, audio=delayed)
+    methods = [
+        {"name": "copy", "folder": str(work / "copy"), "pattern": "frames"},
+        {"name": "shifted", "folder": str(work / "shifted"), "pattern": "mead", "audio": "own"},
+        {"name": "wrong_emotion", "folder": str(work / "wrong"), "pattern": "frames"},
+    ]
+    dm = BenchmarkDataModule(methods=methods, sanity=[], cache_dir=str(evaluators_mead_cache))
+    system = Benchmark(metrics=["lse", "emotion"], out_dir=str(work / "out"), crop="none",
+                       sync_size=args.sync_size, emotion_size=args.emotion_size, syncnet=syncnet, emotion_net=fan)  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=work)  # fmt: skip
+    trainer.test(system, datamodule=dm, verbose=False)
+    rows = {r["method"]: r for r in system.results}
+    print((work / "out" / "results.md").read_text())
+    assert rows["shifted"]["lse_c"] < rows["copy"]["lse_c"]
+    assert abs(abs(rows["shifted"]["offset"]) - SHIFT) <= 1
+    assert rows["wrong_emotion"]["emotion_acc"] < rows["copy"]["emotion_acc"]

@@ -161,6 +161,9 @@ class Benchmark(L.LightningModule):
         lpips_random_backbone: a random LPIPS backbone (plumbing tests only; numbers meaningless).
         fid_inception, syncnet, emotion_net: evaluator networks given directly (Python use).
         fid_dims: feature size of ``fid_inception`` (2048 for pytorch-fid's).
+        crop: ``"landmarks"`` (the shared face crop above) or ``"none"`` (whole frames, resized;
+            for caches whose frames are the very crops the evaluators were trained on).
+        emotion_size: crop side for the emotion classifier (default: ``sync_size``).
     """
 
     def __init__(
@@ -184,6 +187,8 @@ class Benchmark(L.LightningModule):
         syncnet: nn.Module | None = None,
         emotion_net: nn.Module | None = None,
         fid_dims: int = 2048,
+        crop: str = "landmarks",
+        emotion_size: int | None = None,
     ) -> None:
         super().__init__()
         unknown = [m for m in metrics if m not in METRIC_GROUPS]
@@ -195,6 +200,10 @@ class Benchmark(L.LightningModule):
         self.image_size, self.sync_size = image_size, sync_size
         self.fid_frames, self.min_coverage, self.lmd_normalize = fid_frames, min_coverage, lmd_normalize
         self.fid_dims = fid_dims
+        if crop not in ("landmarks", "none"):
+            raise ValueError(f"crop must be 'landmarks' or 'none', got {crop!r}")
+        self.crop = crop
+        self.emotion_size = emotion_size or sync_size
         self.unavailable: dict[str, str] = {}  # metric group -> why it is n/a
         self.weight_files: dict[str, str] = {}
         self.lpips = self._load("lpips", "lpips_alex", lpips_weights, lambda: self._build_lpips(lpips_weights,
@@ -272,6 +281,12 @@ class Benchmark(L.LightningModule):
             if name not in self.rows:
                 self.rows[name] = RowScores(self.fid_dims)
 
+    def _crop(self, frames: Tensor, boxes: Tensor, size: int) -> Tensor:
+        """``(T, 3, H, W)`` uint8 -> ``(T, 3, size, size)`` face crops cut with ``boxes (T, 3)``."""
+        if self.crop == "none":
+            return frames if frames.shape[-1] == size else MF.reference_resize(frames, size)
+        return face_crop(frames, size=size, boxes=boxes)
+
     def _fid_features(self, crops: Tensor) -> Tensor:
         count = crops.shape[0] if self.fid_frames is None else min(self.fid_frames, crops.shape[0])
         picked = crops[torch.from_numpy(evenly_spaced(crops.shape[0], count))]
@@ -284,8 +299,8 @@ class Benchmark(L.LightningModule):
         lm = item["landmarks"]  # (T, 68, 3)
         t, h, w = gt.shape[0], gt.shape[-2], gt.shape[-1]
         boxes = face_boxes(lm)  # (T, 3): the one crop every row is cut with
-        gt_img = face_crop(gt, size=self.image_size, boxes=boxes)
-        gt_sync = face_crop(gt, size=self.sync_size, boxes=boxes)
+        gt_img = self._crop(gt, boxes, self.image_size)
+        gt_sync = self._crop(gt, boxes, self.sync_size)
         if self.enabled("fid"):
             self.real_fid.update({}, "ok", features=self._fid_features(gt_img.to(self.device)))
         gt_pose = estimate_pose(lm.numpy()) if self.enabled("pose") or self.enabled("gaze") else None
@@ -330,7 +345,7 @@ class Benchmark(L.LightningModule):
         n = min(t, tm)
         gi, mi = torch.from_numpy(evenly_spaced(t, n)), torch.from_numpy(evenly_spaced(tm, n))
         scores: dict[str, Any] = {}
-        img = face_crop(frames[mi], size=self.image_size, boxes=boxes[gi])
+        img = self._crop(frames[mi], boxes[gi], self.image_size)
         ref = gt_img[gi]
         if self.enabled("psnr"):
             scores["psnr"] = float(MF.psnr(img[None], ref[None])[0])
@@ -343,7 +358,7 @@ class Benchmark(L.LightningModule):
             scores["features"] = self._fid_features(img.to(self.device))
         # Sync and emotion see the method's own timing: frame k cut with the box of clip frame k.
         own_boxes = boxes[torch.arange(tm).clamp(max=t - 1)]
-        sync = face_crop(frames, size=self.sync_size, boxes=own_boxes) if tm != t or not torch.equal(
+        sync = self._crop(frames, own_boxes, self.sync_size) if tm != t or not torch.equal(
             frames, item["frames"]) else gt_sync  # fmt: skip
         if self.enabled("lse"):
             wav = item["waveform"] if audio is None else audio
@@ -353,8 +368,9 @@ class Benchmark(L.LightningModule):
             except ValueError as error:
                 scores["lse_note"] = str(error)
         if self.enabled("emotion"):
+            faces = sync if self.emotion_size == self.sync_size else self._crop(frames, own_boxes, self.emotion_size)
             with torch.no_grad():
-                logits = self.emotion_net(MF.as_videos(sync[None].to(self.device)))
+                logits = self.emotion_net(MF.as_videos(faces[None].to(self.device)))
             logits = MF.reorder_logits(logits, self.emotion_labels)
             scores["emotion_pred"] = EMOTIONS[int(logits.argmax(-1))]
             scores["emotion_acc"] = float(int(logits.argmax(-1)) == int(item["emotion"]))
@@ -463,9 +479,9 @@ class Benchmark(L.LightningModule):
                        "alignment": "both resampled to the shorter length by evenly spaced indices (image, landmark "
                                     "metrics); own timing for LSE and emotion",
                        "too_short": f"< max(6, ceil({self.min_coverage} x clip frames))"},  # fmt: skip
-            "face_crop": {"rule": "syncnet_python crop_video box (cs 0.4, median 13) from the ground-truth "
+            "face_crop": {"mode": self.crop, "rule": "syncnet_python crop_video box (cs 0.4, median 13) from the ground-truth "
                                   "landmarks, shared by every method", "image_size": self.image_size,
-                          "sync_size": self.sync_size},  # fmt: skip
+                          "sync_size": self.sync_size, "emotion_size": self.emotion_size},  # fmt: skip
             "fid": {"frames_per_video": self.fid_frames, "network": "pytorch-fid InceptionV3 pool3",
                     "dims": self.fid_dims, "real_set": "ground-truth crops"},  # fmt: skip
             "lse": {"audio": {n: a for n, a in self.method_audio.items()}, "default_audio": "ground_truth",
