@@ -171,13 +171,17 @@ def test_two_processes_give_the_same_table(bench_setup: dict, single_run: tuple[
         for key, value in row.items():
             if key == "method":
                 continue
-            assert float(got[method][key]) == pytest.approx(float(value), rel=1e-6, abs=1e-9, nan_ok=True), (
+            # FID near 0 (the ground truth against itself) is sqrtm round-off of order 1e-7.
+            tol = 1e-6 if key == "fid" else 1e-9
+            assert float(got[method][key]) == pytest.approx(float(value), rel=1e-6, abs=tol, nan_ok=True), (
                 method, key)  # fmt: skip
 
 
-def test_missing_weights_make_na_rows_not_a_crash(bench_setup: dict, tmp_path) -> None:
+def test_missing_weights_make_na_rows_not_a_crash(bench_setup: dict, tmp_path, monkeypatch) -> None:
     """Through the CLI with the shipped config: no weight files anywhere, so FID, LSE and emotion are n/a."""
     from emoface.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
 
     out = tmp_path / "out"
     main([
