@@ -139,3 +139,24 @@ def test_face_crop_follows_reference_rule() -> None:
     assert crop[0, 0, 50, 28].item() == 0  # below the square, inside the frame
     whole = face_crop(frames, None, size=56)
     assert whole[0, 0, 0, 0].item() == 110  # outside the frame: the reference's grey padding
+
+
+def test_non_native_input_is_resized_like_the_reference() -> None:
+    """256 px crops score exactly as crops resized by hand with OpenCV and fed at 224 (the reference)."""
+    import cv2
+
+    net = SyncNet()
+    net.load_state_dict(reference_syncnet_state_dict(seed=2))
+    net.eval()
+    videos, audio = talking_videos(1, 8, 256, seed=6)
+    by_hand = torch.from_numpy(
+        np.stack([cv2.resize(f, (224, 224)) for f in videos[0].permute(0, 2, 3, 1).numpy()])
+    ).permute(0, 3, 1, 2)[None]
+    ours = MF.sync_scores(net, videos, audio)
+    reference = MF.sync_scores(net, by_hand, audio)
+    for key in ours:
+        assert ours[key].item() == pytest.approx(reference[key].item(), abs=1e-6), key
+    torch.testing.assert_close(MF.reference_resize(videos[0], 224), by_hand[0], atol=0, rtol=0)
+    # The antialiased float resize the metric used before is not the reference's.
+    smooth = F.interpolate(videos[0].float(), size=(224, 224), mode="bilinear", antialias=True)
+    assert not torch.equal(smooth.round().to(torch.uint8), by_hand[0])

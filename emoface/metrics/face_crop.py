@@ -49,6 +49,7 @@ def face_crop(
     size: int = 224,
     crop_scale: float = 0.4,
     smooth: int = 13,
+    boxes: Tensor | None = None,
 ) -> Tensor:
     """Crop and resize the face in every frame of one video (syncnet_python's rule).
 
@@ -59,6 +60,8 @@ def face_crop(
         size: output side (224 for SyncNet).
         crop_scale: the reference's ``cs`` (0.4).
         smooth: median-filter kernel over frames for the box (13 in the reference).
+        boxes: ``(T, 3)`` precomputed :func:`face_boxes` (overrides ``landmarks``), e.g. the ground
+            truth's boxes applied to another method's frames so every method is cut alike.
 
     Returns:
         ``(T, 3, size, size)`` of the input dtype.
@@ -66,7 +69,9 @@ def face_crop(
     t, _, h, w = frames.shape
     uint8 = frames.dtype == torch.uint8
     x = frames.float() if uint8 else frames.float() * 255.0
-    if landmarks is None:
+    if boxes is not None:
+        boxes = boxes.float()
+    elif landmarks is None:
         # Whole-frame box, so the reference's rule reproduces a centred, slightly enlarged crop.
         boxes = torch.tensor([[w / 2, h / 2, max(h, w) / 2]], dtype=torch.float32).expand(t, 3)
     else:

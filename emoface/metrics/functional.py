@@ -228,11 +228,39 @@ def syncnet_mfcc(waveform: Tensor | np.ndarray, sample_rate: int = SYNCNET_SAMPL
     return torch.from_numpy(np.ascontiguousarray(mfcc.T)).float()
 
 
+def reference_resize(frames: Tensor, size: int) -> Tensor:
+    """Resize uint8 frames exactly as syncnet_python does: OpenCV ``cv2.resize`` (``INTER_LINEAR``).
+
+    The reference pipeline resizes each uint8 face crop with ``cv2.resize(crop, (224, 224))``;
+    antialiased (or even plain) float bilinear interpolation moves LSE-D by up to 0.14, so
+    every non-native input goes through OpenCV on the uint8 image, on the CPU.
+
+    Args:
+        frames: ``(T, 3, H, W)`` uint8, or float in [0, 1] (rounded to uint8 first, as a written
+            video would be).
+        size: output side.
+
+    Returns:
+        ``(T, 3, size, size)`` uint8 on the input's device.
+    """
+    import cv2
+
+    if frames.dtype != torch.uint8:
+        frames = (frames.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+    images = frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (T, H, W, 3)
+    out = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR) for image in images])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(frames.device)
+
+
 def syncnet_video_input(frames: Tensor, image_size: int) -> Tensor:
-    """Face crops as SyncNet expects them: ``(T, 3, H, W)`` RGB -> ``(T, 3, S, S)`` BGR 0-255 float."""
+    """Face crops as SyncNet expects them: ``(T, 3, H, W)`` RGB -> ``(T, 3, S, S)`` BGR 0-255 float.
+
+    Frames of another size are resized with :func:`reference_resize` (OpenCV on uint8, the
+    reference's own resize), so LSE equals syncnet_python's on any input size.
+    """
+    if frames.shape[-2:] != (image_size, image_size):
+        frames = reference_resize(frames, image_size)
     x = frames.float() if frames.dtype == torch.uint8 else frames.float() * 255.0
-    if x.shape[-2:] != (image_size, image_size):
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True).clamp(0, 255)
     return x.flip(1)
 
 

@@ -18,9 +18,9 @@ class SyncScore(FrozenEvaluatorMixin, VideoMeanMetric):
     ``update(videos, audio, sample_rate)`` with face crops ``(B, T, 3, H, W)`` (RGB uint8 or
     [0, 1], 25 fps; crop every method with :func:`emoface.metrics.face_crop`) and waveforms
     ``(B, S)``. Per video, exactly as syncnet_python: 5-frame BGR 0-255 windows resized to the
-    network's input size, 13 MFCC at 100 Hz (20 columns per window), distances to the audio
-    shifted by ``-vshift..vshift`` frames, ``mdist`` = mean over frames, LSE-D = min(mdist),
-    LSE-C = median(mdist) - min(mdist), offset = vshift - argmin(mdist). Sign (syncnet_python's):
+    network's input size (OpenCV ``INTER_LINEAR`` on uint8, the reference's resize), 13 MFCC at
+    100 Hz (20 columns per window), distances to the audio shifted by ``-vshift..vshift`` frames,
+    ``mdist`` = mean over frames, LSE-D = min(mdist), LSE-C = median(mdist) - min(mdist), offset = vshift - argmin(mdist). Sign (syncnet_python's):
     the best match pairs frame ``i`` with audio window ``i - offset``, so a positive offset means
     the audio leads the video; audio delayed by ``k`` frames reads ``-k``.
     ``compute()`` = ``{"lse_c", "lse_d", "offset"}``, each the mean over videos.
