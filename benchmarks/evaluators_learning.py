@@ -326,7 +326,8 @@ def criteria(sync: dict[str, dict[str, float]], emotion: dict[str, Any]) -> list
 
 
 def run(args: argparse.Namespace, log: Any = print) -> tuple[dict[str, Any], list[tuple[str, bool]]]:
-    """Train and evaluate both evaluators; returns the results and the checked criteria."""
+    """Train and evaluate both evaluators; returns the results (the trained networks under
+    ``networks``) and the checked criteria."""
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WANDB_MODE", "disabled")
     start = time.time()
@@ -349,7 +350,9 @@ def run(args: argparse.Namespace, log: Any = print) -> tuple[dict[str, Any], lis
     if curve is not None:
         emotion["curve"] = curve
     log(f"[{time.time() - start:6.0f}s] EmotionAccuracy evaluated")
-    return {"sync": sync, "emotion": emotion, "seconds": time.time() - start}, criteria(sync, emotion)
+    results = {"sync": sync, "emotion": emotion, "seconds": time.time() - start,
+               "networks": {"syncnet": syncnet, "emotion": classifier}}  # fmt: skip
+    return results, criteria(sync, emotion)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,26 @@ def evaluators_mead_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from benchmark_support import load_benchmark
 
     return load_benchmark("evaluators_learning").build_cache(tmp_path_factory.mktemp("evaluators-mead"), size=96, speakers=24, seconds=2.0)
+
+
+@pytest.fixture(scope="session")
+def trained_evaluators(evaluators_mead_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """SyncNet and Emotion-FAN trained once per session by benchmarks/evaluators_learning.py (its
+    defaults, on ``evaluators_mead_cache``) and scored on held-out actors (about 8 minutes on 2 CPU
+    cores). Shared by the evaluators' learning checks and the benchmark's trained-evaluator check.
+
+    Returns:
+        ``results`` (with ``networks``: the trained ``syncnet`` and ``emotion`` networks), the
+        checked ``criteria`` and the benchmark's default ``args``.
+    """
+    from benchmark_support import load_benchmark
+
+    bench = load_benchmark("evaluators_learning")
+    out = tmp_path_factory.mktemp("evaluators-run")
+    args = bench.parse_args(["--out", str(out), "--cache-dir", str(evaluators_mead_cache)])
+    results, checks = bench.run(args)
+    print(bench.sync_table(results["sync"]))
+    print(bench.emotion_table(results["emotion"]))
+    for text, ok in checks:
+        print(f"[{'PASS' if ok else 'FAIL'}] {text}")
+    return {"results": results, "criteria": checks, "args": args}

@@ -171,8 +171,9 @@ def test_two_processes_give_the_same_table(bench_setup: dict, single_run: tuple[
         for key, value in row.items():
             if key == "method":
                 continue
-            # FID near 0 (the ground truth against itself) is sqrtm round-off of order 1e-7.
-            tol = 1e-6 if key == "fid" else 1e-9
+            # The tiny stand-in Inception puts every FID here near 0 (1e-5 and below), where the
+            # matrix square root's round-off (order 1e-6) depends on the order states were summed.
+            tol = 1e-5 if key == "fid" else 1e-9
             assert float(got[method][key]) == pytest.approx(float(value), rel=1e-6, abs=tol, nan_ok=True), (
                 method, key)  # fmt: skip
 
@@ -235,19 +236,16 @@ def test_patterns_reject_and_map_by_name(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_trained_evaluators_rank_shifted_and_wrong_emotion_rows(
-    evaluators_mead_cache: Path, tmp_path_factory: pytest.TempPathFactory
+    evaluators_mead_cache: Path, trained_evaluators: dict, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """With the SyncNet and Emotion-FAN trained on mini-MEAD by the metrics package's recipes
-    (benchmarks/evaluators_learning.py, its defaults): the row whose own audio is delayed by 6 frames
-    loses LSE-C and reads an offset of about -6; the row with swapped emotion names loses accuracy."""
-    from benchmark_support import load_benchmark
-
-    bench = load_benchmark("evaluators_learning")
-    args = bench.parse_args([])
+    (benchmarks/evaluators_learning.py, its defaults; trained once per session): the row whose own
+    audio is delayed by 6 frames loses LSE-C and reads an offset of about -6; the row with swapped
+    emotion names loses accuracy."""
+    args = trained_evaluators["args"]
+    syncnet = trained_evaluators["results"]["networks"]["syncnet"]
+    fan = trained_evaluators["results"]["networks"]["emotion"]
     work = tmp_path_factory.mktemp("bench-trained")
-    torch.set_num_threads(args.threads)
-    syncnet = bench.train_syncnet(evaluators_mead_cache, work, args.sync_epochs, args.seed, args.sync_size)
-    fan = bench.train_emotion(evaluators_mead_cache, work, args.emotion_epochs, args.seed, args.emotion_size)
     from emoface.datamodules import MEADDataModule
 
     ids = [e.clip_id for e in MEADDataModule(cache_dir=str(evaluators_mead_cache)).split_entries()["test"]]

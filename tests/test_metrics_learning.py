@@ -79,17 +79,9 @@ def test_offset_column_pairs_frame_with_audio_window() -> None:
 
 
 @pytest.fixture(scope="module")
-def evaluators_run(evaluators_mead_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bool]]:
-    """Train and score both evaluators once (benchmarks/evaluators_learning.py); the checked criteria."""
-    bench = load_benchmark()
-    out = tmp_path_factory.mktemp("evaluators-run")
-    args = bench.parse_args(["--out", str(out), "--cache-dir", str(evaluators_mead_cache)])
-    results, checks = bench.run(args)
-    print(bench.sync_table(results["sync"]))
-    print(bench.emotion_table(results["emotion"]))
-    for text, ok in checks:
-        print(f"[{'PASS' if ok else 'FAIL'}] {text}")
-    return checks
+def evaluators_run(trained_evaluators: dict) -> list[tuple[str, bool]]:
+    """The criteria checked on the session's trained evaluators (conftest ``trained_evaluators``)."""
+    return trained_evaluators["criteria"]
 
 
 @pytest.mark.slow
