@@ -51,3 +51,38 @@ def test_quickstart_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Pat
     assert not errors
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # the clip grid, the curves, the plotted cues
+
+
+def test_benchmark_report_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The report notebook makes its own run (mini-MEAD, copy and blur method folders, the CLI) and plots it."""
+    from nbclient import NotebookClient
+
+    settings = {
+        "EMOFACE_NB_WORKDIR": str(tmp_path / "work"),
+        "EMOFACE_NB_MINI_MEAD": str(mini_mead_small),  # the session's 3-actor, 1 s, 64 px mini-MEAD
+        "EMOFACE_NB_SIZE": "64",
+        "EMOFACE_NB_EMOTIONS": "neutral,happy,sad",  # 21 clips to preprocess
+        "EMOFACE_NB_CLIPS_PER_EMOTION": "1",  # 3 test clips benchmarked
+        "EMOFACE_NB_TINY": "1",  # configs/tests/tiny_benchmark.yaml: CPU, 64 px crops, random LPIPS backbone
+        "TORCH_HOME": str(tmp_path / "empty-torch-home"),  # no weight files: FID, LSE, emotion are n/a rows
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("EMOFACE_NB_RESULTS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    notebook = nbformat.read(REPO / "notebooks/02_benchmark_report.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=240, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()  # fmt: skip
+
+    results = tmp_path / "work/benchmark"
+    assert (results / "results.csv").is_file() and (results / "per_clip.csv").is_file()
+    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    text = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    assert "4 rows, 12 per-clip rows, 3 test clips" in text  # results.csv and per_clip.csv were read
+    rendered = "".join(o.get("data", {}).get("text/markdown", "") for cell in notebook.cells
+                       for o in cell.get("outputs", []))  # fmt: skip
+    assert "PSNR ↑" in rendered and "| blur |" in rendered and "fid: n/a, MissingWeightsError" in rendered
+    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 3  # the bars per metric, accuracy per emotion, metrics per emotion
