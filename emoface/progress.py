@@ -31,7 +31,18 @@ def is_terminal(stream: IO[str] | None = None) -> bool:
     if isatty and isatty():
         return True
     # Jupyter: live bars render there; periodic lines would only add noise
-    return stream in (sys.stdout, sys.stderr) and "ipykernel" in sys.modules
+    return stream in (sys.stdout, sys.stderr) and _in_notebook_kernel()
+
+
+def _in_notebook_kernel() -> bool:
+    """Whether this process is a running Jupyter kernel (not merely a process that imported
+    ipykernel, as a test runner executing notebooks does)."""
+    if "ipykernel" not in sys.modules or "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def format_seconds(seconds: float) -> str:
