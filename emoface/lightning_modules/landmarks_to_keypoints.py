@@ -73,7 +73,10 @@ def normalise_points(points: Tensor, size: int) -> Tensor:
 def _is_lightning_checkpoint(path: Path) -> bool:
     """A checkpoint written by Lightning (``state_dict`` + ``pytorch-lightning_version``), not a public one."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # reads no tensor data
+        except RuntimeError:  # a legacy (pre-zip) file cannot be memory-mapped
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         return True  # public face-vid2vid checkpoints are plain tensor dicts; Lightning's may hold more
     return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "pytorch-lightning_version" in checkpoint
