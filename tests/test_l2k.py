@@ -44,13 +44,13 @@ def test_fit_on_a_renderer_trained_by_the_cli(tmp_path: Path, monkeypatch: pytes
     assert list(root.rglob("val_source_driving_rendered_*.png"))
 
     # The checkpoint holds the mapper only; the renderer comes back from its own file, frozen.
-    checkpoint = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(root / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert all(key.startswith("mapper.") for key in checkpoint["state_dict"] if "metric" not in key), list(
         checkpoint["state_dict"]
     )[:5]
     system = LandmarksToKeypoints.load_from_checkpoint(root / "checkpoints/last.ckpt", map_location="cpu")
     kp_detector, he_estimator, generator = system.renderer()
-    renderer_state = torch.load(renderer_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    renderer_state = torch.load(renderer_ckpt, map_location="cpu", weights_only=True)["state_dict"]
     for name, value in he_estimator.state_dict().items():
         torch.testing.assert_close(value, renderer_state[f"he_estimator.{name}"])  # unchanged by L2K training
     assert not any(p.requires_grad for net in (kp_detector, he_estimator, generator) for p in net.parameters())

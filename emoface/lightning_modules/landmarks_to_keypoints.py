@@ -252,10 +252,13 @@ class LandmarksToKeypoints(LightningModule):
         """
         _, _, generator = self.renderer()
         b, t = kp_driving.shape[:2]
-        source = to_unit(batch["source_frame"]).repeat_interleave(t, dim=0)
-        out = generator(
-            source, kp_driving={"value": kp_driving.flatten(0, 1)},
-            kp_source={"value": kp_source.repeat_interleave(t, dim=0)},
+        source = to_unit(batch["source_frame"])  # (B, 3, H, W)
+        # Each clip's source is encoded once, not once per driving frame (the split the batched
+        # inference path uses); its encoding is shared by the clip's T frames.
+        encoded = {name: value.repeat_interleave(t, dim=0) for name, value in generator.encode_source(source).items()}
+        out = generator.animate(
+            encoded, kp_source={"value": kp_source.repeat_interleave(t, dim=0)},
+            kp_driving={"value": kp_driving.flatten(0, 1)},
         )  # fmt: skip
         return out["prediction"].view(b, t, *source.shape[1:])
 
