@@ -21,10 +21,30 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name} cell {index} keeps outputs"
 
 
-def test_quickstart_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def run_notebook(name: str, settings: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Execute ``notebooks/<name>`` with ``settings`` in its environment; return every cell output.
+
+    The kernel imports this checkout's emoface, whichever one is installed. No output is an error.
+    """
     from nbclient import NotebookClient
 
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    NotebookClient(notebook, timeout=240, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()  # fmt: skip
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    return outputs
+
+
+def images_in(outputs: list[dict]) -> list[dict]:
+    return [o for o in outputs if "image/png" in o.get("data", {})]
+
+
+def test_quickstart_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     settings = {
         "EMOFACE_NB_WORKDIR": str(tmp_path / "work"),
         "EMOFACE_NB_MINI_MEAD": str(mini_mead_small),  # the session's 3-actor, 1 s, 64 px mini-MEAD
@@ -33,13 +53,7 @@ def test_quickstart_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Pat
         "EMOFACE_NB_EPOCHS": "1",
         "EMOFACE_NB_TINY": "1",  # configs/tests/tiny_s2l.yaml: tiny network, 2 batches, 3 predicted clips
     }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    # The kernel imports this checkout's emoface, whichever one is installed.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    notebook = nbformat.read(REPO / "notebooks/01_quickstart.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=240, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()  # fmt: skip
+    outputs = run_notebook("01_quickstart.ipynb", settings, monkeypatch)
 
     work = tmp_path / "work"
     assert (work / "runs/s2l/checkpoints/last.ckpt").is_file()
@@ -47,17 +61,12 @@ def test_quickstart_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Pat
     assert len(cue_files) == 3
     plots = sorted(p.name for p in (work / "plots").iterdir())
     assert len(plots) == 2 and plots[0].endswith(".mp4") and plots[1].endswith(".png")
-    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
-    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 3  # the clip grid, the curves, the plotted cues
+    assert len(images_in(outputs)) >= 3  # the clip grid, the curves, the plotted cues
 
 
 def test_benchmark_report_runs_with_tiny_settings(mini_mead_small: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """The report notebook makes its own run (mini-MEAD, copy and blur method folders, the CLI) and plots it."""
-    from nbclient import NotebookClient
-
     settings = {
         "EMOFACE_NB_WORKDIR": str(tmp_path / "work"),
         "EMOFACE_NB_MINI_MEAD": str(mini_mead_small),  # the session's 3-actor, 1 s, 64 px mini-MEAD
@@ -67,22 +76,13 @@ def test_benchmark_report_runs_with_tiny_settings(mini_mead_small: Path, tmp_pat
         "EMOFACE_NB_TINY": "1",  # configs/tests/tiny_benchmark.yaml: CPU, 64 px crops, random LPIPS backbone
         "TORCH_HOME": str(tmp_path / "empty-torch-home"),  # no weight files: FID, LSE, emotion are n/a rows
     }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
     monkeypatch.delenv("EMOFACE_NB_RESULTS", raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    notebook = nbformat.read(REPO / "notebooks/02_benchmark_report.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=240, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()  # fmt: skip
+    outputs = run_notebook("02_benchmark_report.ipynb", settings, monkeypatch)
 
     results = tmp_path / "work/benchmark"
     assert (results / "results.csv").is_file() and (results / "per_clip.csv").is_file()
-    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
-    text = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    text = "".join(o.get("text", "") for o in outputs)
     assert "4 rows, 12 per-clip rows, 3 test clips" in text  # results.csv and per_clip.csv were read
-    rendered = "".join(o.get("data", {}).get("text/markdown", "") for cell in notebook.cells
-                       for o in cell.get("outputs", []))  # fmt: skip
+    rendered = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "PSNR ↑" in rendered and "| blur |" in rendered and "fid: n/a, MissingWeightsError" in rendered
-    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 3  # the bars per metric, accuracy per emotion, metrics per emotion
+    assert len(images_in(outputs)) >= 3  # the bars per metric, accuracy per emotion, metrics per emotion
