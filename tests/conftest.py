@@ -77,3 +77,38 @@ def trained_evaluators(evaluators_mead_cache: Path, tmp_path_factory: pytest.Tem
     for text, ok in checks:
         print(f"[{'PASS' if ok else 'FAIL'}] {text}")
     return {"results": results, "criteria": checks, "args": args}
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three stages trained through `emoface fit` as a user runs them, with the tiny overlays of
+    configs/tests/, once per session: the renderer (configs/renderer_small.yaml), stage 2 on it
+    (configs/l2k.yaml finds it at its default relative path) and stage 1 (configs/s2l.yaml), all
+    in one working directory (about a minute on 2 CPU cores).
+
+    Returns:
+        ``root`` (the working directory) and the ``renderer``, ``l2k`` and ``s2l`` last checkpoints.
+    """
+    from emoface.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("tiny-pipeline")
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        for config, overlay, extra in (
+            ("renderer_small", "tiny_renderer", ["--trainer.max_epochs", "1"]),
+            ("l2k", "tiny_l2k", []),
+            ("s2l", "tiny_s2l", ["--trainer.max_epochs", "1"]),
+        ):
+            args = ["fit", "--config", str(repo / f"configs/{config}.yaml"), "--config", str(repo / f"configs/tests/{overlay}.yaml")]
+            assert main([*args, *extra]) == 0, config
+    finally:
+        os.chdir(previous)
+    runs = root / "runs"
+    return {
+        "root": root,
+        "renderer": runs / "renderer_small/checkpoints/last.ckpt",
+        "l2k": runs / "l2k/checkpoints/last.ckpt",
+        "s2l": runs / "s2l/checkpoints/last.ckpt",
+    }

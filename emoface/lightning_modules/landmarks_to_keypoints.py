@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,7 @@ from emoface.networks.face_vid2vid import (
 )
 from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_state
 from emoface.networks.landmarks_to_keypoints import KeypointMapper
+from emoface.rendering import FaceVid2VidRenderer
 
 BATCH_FIELDS = ("frames", "source_frame", "pose", "gaze", "normalized_landmarks")
 """MEADDataModule ``fields`` this module reads (docs/data_format.md)."""
@@ -95,6 +97,12 @@ class LandmarksToKeypoints(LightningModule):
         lr, weight_decay: AdamW.
         val_render: render validation frames (PSNR/SSIM and the image grid); off: keypoint metrics only.
         image_log_count: rows of the validation image grid (0: none).
+        stage1_dir: ``predict`` renders the stage-1 files ``<stage1_dir>/<clip>.npz`` (written by
+            ``emoface predict`` of SpeechToLandmarks); ``None`` renders each clip from its real
+            relocated cues (the reconstruction this stage can reach).
+        output_dir: where ``predict`` writes ``<clip>.mp4`` (default
+            ``<trainer.default_root_dir>/l2k_predictions``).
+        render_batch_size: frames per generator call in ``predict``.
     """
 
     def __init__(
@@ -115,6 +123,9 @@ class LandmarksToKeypoints(LightningModule):
         weight_decay: float = 1e-4,
         val_render: bool = True,
         image_log_count: int = 4,
+        stage1_dir: str | None = None,
+        output_dir: str | None = None,
+        render_batch_size: int = 8,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -176,6 +187,18 @@ class LandmarksToKeypoints(LightningModule):
     def setup(self, stage: str) -> None:
         self.load_renderer()  # a missing or mismatched renderer stops the run before the first step
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The configured renderer path is often relative to where training ran (runs/...); the
+        # absolute one lets the checkpoint be used from any directory.
+        path = self.hparams.renderer_checkpoint
+        if path is not None and Path(path).exists():
+            checkpoint["renderer_checkpoint_resolved"] = str(Path(path).resolve())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        path, resolved = self.hparams.renderer_checkpoint, checkpoint.get("renderer_checkpoint_resolved")
+        if path is not None and not Path(path).exists() and resolved and Path(resolved).exists():
+            self.hparams.renderer_checkpoint = resolved
+
     # ------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Targets from the frozen renderer and the mapper's prediction for a batch.
@@ -193,25 +216,45 @@ class LandmarksToKeypoints(LightningModule):
             kp_canonical = kp_detector(source)["value"]  # (B, K, 3)
             he_source = he_estimator(source)
             target = he_estimator(to_unit(frames.flatten(0, 1)))
+        points = relocate(
+            batch["normalized_landmarks"], batch["gaze"], batch["rotation"], batch["translation"], batch["scale"]
+        ).points  # (B, T, 70, 3)
+        pred, kp_pred = self.map_keypoints(
+            normalise_points(points, size), normalise_points(batch["source_relocated"], size), kp_canonical, he_source
+        )
+        kp_per_frame = kp_canonical.repeat_interleave(t, dim=0)  # (B*T, K, 3)
+        k = kp_canonical.shape[1]
+        return {
+            "pred": pred, "target": target, "kp_canonical": kp_canonical, "kp_pred": kp_pred,
+            "kp_target": keypoints_from_estimate(kp_per_frame, target).view(b, t, k, 3),
+            "kp_source": keypoints_from_estimate(kp_canonical, he_source),
+        }  # fmt: skip
+
+    def map_keypoints(
+        self, points: Tensor, source_points: Tensor, kp_canonical: Tensor, he_source: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """The mapper's parameters and posed keypoints for relocated landmarks.
+
+        Args:
+            points: ``(B, T, 70, 3)`` driving frames' relocated points, normalised
+                (:func:`normalise_points`).
+            source_points: ``(B, 70, 3)`` the source frame's, normalised the same way.
+            kp_canonical: ``(B, K, 3)`` the source's canonical keypoints.
+            he_source: the frozen estimator's raw outputs on the source (bin logits, ``t``, ``exp``).
+
+        Returns:
+            ``(pred, keypoints)``: the mapper's outputs ``(B, T, ...)`` and the driving keypoints
+            ``(B, T, K, 3)`` they pose the canonical keypoints into.
+        """
+        b, t = points.shape[:2]
         source_params = {
             "angles": torch.stack([bins_to_degrees(he_source[n]) for n in ANGLES], -1),
             "t": he_source["t"], "exp": he_source["exp"],
         }  # fmt: skip
-        points = relocate(
-            batch["normalized_landmarks"], batch["gaze"], batch["rotation"], batch["translation"], batch["scale"]
-        ).points  # (B, T, 70, 3)
-        pred = self.mapper(
-            normalise_points(points, size), normalise_points(batch["source_relocated"], size), kp_canonical, source_params
-        )
-        kp_per_frame = kp_canonical.repeat_interleave(t, dim=0)  # (B*T, K, 3)
+        pred = self.mapper(points, source_points, kp_canonical, source_params)
         flat = {name: value.flatten(0, 1) for name, value in pred.items()}
-        k = kp_canonical.shape[1]
-        return {
-            "pred": pred, "target": target, "kp_canonical": kp_canonical,
-            "kp_pred": keypoints_from_estimate(kp_per_frame, flat).view(b, t, k, 3),
-            "kp_target": keypoints_from_estimate(kp_per_frame, target).view(b, t, k, 3),
-            "kp_source": keypoints_from_estimate(kp_canonical, he_source),
-        }  # fmt: skip
+        keypoints = keypoints_from_estimate(kp_canonical.repeat_interleave(t, dim=0), flat)
+        return pred, keypoints.view(b, t, *kp_canonical.shape[1:])
 
     def losses(self, batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Tensor]:
         """The weighted losses (see the module docstring)."""
@@ -326,6 +369,101 @@ class LandmarksToKeypoints(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+
+    # ------------------------------------------------------------------------------------------
+    # Inference: relocated landmarks of a whole clip -> frames
+    # ------------------------------------------------------------------------------------------
+    def inference_renderer(self, batch_size: int | None = None, autocast_dtype: torch.dtype | None = None) -> FaceVid2VidRenderer:
+        """The frozen renderer behind the batched inference path (source encoded once per video)."""
+        kp_detector, he_estimator, generator = self.renderer()
+        return FaceVid2VidRenderer(
+            kp_detector, he_estimator, generator, batch_size=batch_size or self.hparams.render_batch_size,
+            autocast_dtype=autocast_dtype,
+        )  # fmt: skip
+
+    @torch.inference_mode()
+    def animate(
+        self,
+        source_image: Tensor,
+        points: Tensor,
+        source_points: Tensor,
+        renderer: FaceVid2VidRenderer | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Tensor:
+        """Render a clip: the source image driven by relocated landmarks.
+
+        Args:
+            source_image: ``(3, H, W)`` uint8 or float in [0, 1].
+            points: ``(T, 70, 3)`` relocated points of the driving frames, normalised
+                (:func:`normalise_points`).
+            source_points: ``(70, 3)`` the source image's relocated points, normalised the same way.
+            renderer: from :meth:`inference_renderer` (made here when ``None``).
+            progress: called with the number of frames of each rendered batch.
+
+        Returns:
+            ``(T, 3, H, W)`` float frames in [0, 1] on the renderer's device.
+        """
+        renderer = renderer if renderer is not None else self.inference_renderer()
+        source = renderer.prepare_source(source_image)
+        device = renderer.device
+        _, keypoints = self.map_keypoints(
+            points.to(device).float().unsqueeze(0), source_points.to(device).float().unsqueeze(0),
+            source.kp_canonical, source.estimate,
+        )  # fmt: skip
+        keypoints = keypoints[0]
+        frames = []
+        for start in range(0, keypoints.shape[0], renderer.batch_size):
+            frames.append(renderer.render(source, keypoints[start : start + renderer.batch_size]))
+            if progress is not None:
+                progress(frames[-1].shape[0])
+        return torch.cat(frames)
+
+    def prediction_dir(self) -> Path:
+        """Directory ``predict`` writes to."""
+        if self.hparams.output_dir is not None:
+            return Path(self.hparams.output_dir)
+        return Path(self.trainer.default_root_dir) / "l2k_predictions"
+
+    def _predicted_points(self, batch: dict[str, Any], size: int) -> Tensor:
+        """``(T, 70, 3)`` normalised relocated points of a predict batch's clip: its stage-1 file
+        (``stage1_dir``) or its real cues."""
+        clip = batch["clip"][0]
+        if self.hparams.stage1_dir is None:
+            points = relocate(
+                batch["normalized_landmarks"], batch["gaze"], batch["rotation"], batch["translation"], batch["scale"]
+            ).points[0]
+            return normalise_points(points, size)
+        path = Path(self.hparams.stage1_dir) / f"{clip}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no stage-1 prediction for clip {clip!r}; write them with `emoface predict --config "
+                f"configs/s2l.yaml --ckpt_path S2L.ckpt` (model.init_args.output_dir) on the same clips"
+            )
+        with np.load(path) as arrays:
+            if "relocated" not in arrays:
+                raise KeyError(f"{path}: not a stage-1 prediction file (no 'relocated' array)")
+            relocated = torch.from_numpy(np.asarray(arrays["relocated"], dtype=np.float32))
+            # Stage-1 files say the crop side their pixels are in; older ones are in this data's.
+            points_size = int(arrays["size"]) if "size" in arrays else size
+        return normalise_points(relocated, points_size)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[str]:
+        """Render each clip of the batch (whole clips, the MEADDataModule's predict loader) to
+        ``<output_dir>/<clip>.mp4``, with the clip's audio when the batch has ``waveform``.
+
+        Returns:
+            the written files.
+        """
+        from emoface.io.media import write_video
+
+        size = batch["source_frame"].shape[-1]
+        points = self._predicted_points(batch, size)
+        source_points = normalise_points(batch["source_relocated"][0], size)
+        frames = self.animate(batch["source_frame"][0], points, source_points)
+        video = (frames.permute(0, 2, 3, 1).float().cpu().numpy() * 255.0).round().astype(np.uint8)
+        audio = batch["waveform"][0].float().cpu().numpy() if "waveform" in batch else None
+        path = write_video(self.prediction_dir() / f"{batch['clip'][0]}.mp4", video, fps=25, audio=audio)
+        return [str(path)]
 
     def configure_optimizers(self) -> Any:
         return torch.optim.AdamW(self.mapper.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -487,8 +487,13 @@ class SpeechToLandmarks(LightningModule):
         from emoface.io.arrays import save_npz
 
         root = self.prediction_dir()
+        # The crop side the pixel arrays are in, so that stage 2 can use them at another size.
+        size = getattr(getattr(self.trainer, "datamodule", None), "size", None)
         for clip, windows in self._predictions.items():
-            save_npz(root / f"{clip}.npz", stitch_windows(clip, windows))
+            arrays = stitch_windows(clip, windows)
+            if size is not None:
+                arrays["size"] = np.int64(size)
+            save_npz(root / f"{clip}.npz", arrays)
         self._predictions = defaultdict(list)
 
     # ------------------------------------------------------------------------------------------

@@ -176,6 +176,30 @@ class FaceAlignmentBackend:
             boxes.append(best)
         return boxes
 
+    def faces(self, image: np.ndarray) -> list[DetectedFace]:
+        """All faces of one RGB uint8 image ``(H, W, 3)``, largest box first (empty: no face)."""
+        import torch
+
+        image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
+        height, width = image.shape[:2]
+        factor = 1.0
+        if self.detect_size and max(height, width) > self.detect_size:
+            factor = self.detect_size / max(height, width)
+        batch = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+        if factor != 1.0:
+            size = (round(height * factor), round(width * factor))
+            batch = torch.nn.functional.interpolate(batch, size=size, mode="bilinear", antialias=True)
+        found = np.asarray(self.model.face_detector.detect_from_batch(batch)[0], dtype=np.float64).reshape(-1, 5)
+        found[:, :4] /= factor
+        found = found[np.argsort(-(found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1]), kind="stable")]
+        if not len(found):
+            return []
+        landmarks = self.landmarks_for_boxes(np.repeat(image[None], len(found), 0), list(found))
+        return [
+            DetectedFace(box=box.astype(np.float32), landmarks=points, landmarks_2d=points[:, :2].copy())
+            for box, points in zip(found, landmarks)
+        ]
+
     def landmarks_for_boxes(self, frames: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
         """3D landmarks ``(N, 68, 3)`` of one given box per frame (``frames`` uint8 ``(N, H, W, 3)``)."""
         import torch

@@ -1,0 +1,204 @@
+"""`emoface generate` and stage 2's `predict` as users meet them: tiny checkpoints trained by the
+project's own configs (session fixture ``tiny_pipeline``), a real photo (scikit-image's astronaut)
+with dlib's real landmark weights, speech at another sample rate, and every bad-input case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emoface.cli import main
+from emoface.io.media import probe, read_audio, read_video, write_audio
+
+REPO = Path(__file__).resolve().parents[1]
+GENERATE = str(REPO / "configs/generate.yaml")
+
+
+def speech_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """A voiced signal with syllable-rate loudness changes (harmonics of a gliding pitch, plus noise)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t) ** 2
+    return (0.2 * envelope * voiced + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 44.1 kHz AAC: generate resamples to 16 kHz as preprocessing does.
+    return write_audio(tmp_path_factory.mktemp("speech") / "speech.m4a", speech_like(1.3, 44100), sample_rate=44100)
+
+
+def test_generate_makes_a_video_with_sound(tiny_pipeline: dict[str, Path], photo: Path, speech: Path,
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.chdir(tiny_pipeline["root"])  # configs/generate.yaml names runs/... as `emoface fit` wrote them
+    out = tmp_path / "out" / "talking.mp4"
+    args = ["generate", "--config", GENERATE, "--audio", str(speech), "--image", str(photo), "--emotion", "happy",
+            "--landmark-backend", "dlib", "--device", "cpu", "-o", str(out)]  # fmt: skip
+    assert main([*args, "--save-cues"]) == 0
+    assert "wrote" in capsys.readouterr().out
+
+    duration = len(read_audio(speech)) / 16000
+    video = read_video(out)
+    assert abs(len(video.frames) - duration * 25) <= 1, (len(video.frames), duration)
+    assert video.frames.shape[1:] == (64, 64, 3)  # the tiny renderer's side
+    info = probe(out)
+    assert info.has_audio
+    assert abs(len(read_audio(out)) / 16000 - duration) <= 1 / 25
+
+    cues = np.load(out.with_name("talking.cues.npz"))
+    assert cues["relocated"].shape == (len(video.frames), 70, 3)
+    assert str(cues["emotion"]) == "happy" and int(cues["level"]) == 3
+    preview = read_video(out.with_name("talking_preview.mp4"))
+    assert preview.frames.shape[2] == 2 * preview.frames.shape[1]  # frames | landmarks drawn over them
+
+    # A fixed seed reproduces the video's cues.
+    again = tmp_path / "again.mp4"
+    assert main([*args[:-1], str(again), "--save-cues"]) == 0
+    np.testing.assert_array_equal(np.load(again.with_name("again.cues.npz"))["relocated"], cues["relocated"])
+
+
+def test_pose_from_a_video_drives_the_head(tiny_pipeline: dict[str, Path], photo: Path, speech: Path,
+                                           tmp_path: Path) -> None:  # fmt: skip
+    from emoface.preprocessing.backends import DlibBackend
+    from emoface.pipeline import TalkingFacePipeline, load_image, load_speech, pose_from_video
+    from emoface.geometry.rotations import matrix_to_euler
+    from emoface.io.media import write_video
+    from skimage import data
+    import cv2
+
+    # A "head-turn" video: the astronaut photo rotated in the image plane, back and forth.
+    image = data.astronaut()
+    frames = []
+    for angle in np.linspace(-12, 12, 10):
+        matrix = cv2.getRotationMatrix2D((256, 200), float(angle), 1.0)
+        frames.append(cv2.warpAffine(image, matrix, (512, 512)))
+    driver = write_video(tmp_path / "driver.mp4", np.stack(frames), fps=25)
+
+    pipeline = TalkingFacePipeline.from_checkpoints(tiny_pipeline["s2l"], tiny_pipeline["l2k"], tiny_pipeline["renderer"])
+    backend = DlibBackend()
+    face = pipeline.prepare_photo(load_image(photo), backend)
+    spoken = load_speech(speech)
+    pose = pose_from_video(driver, backend, spoken.num_frames)
+    assert pose["rotation"].shape == (spoken.num_frames, 3, 3)
+    cues = pipeline.cues(spoken, face, "neutral", 1, pose=pose)
+    roll = matrix_to_euler(torch.from_numpy(cues["rotation"]))[:, 2].numpy()
+    # The in-plane rotation of the driver (24 degrees peak to peak) reaches the generated head.
+    assert roll.max() - roll.min() > 15, roll
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_face", "no face found in the image"),
+        ("silent", "silent"),
+        ("unreadable_audio", "unreadable audio"),
+        ("unknown_emotion", "unknown emotion 'joyful'; expected one of angry, contempt"),
+        ("bad_level", "level 3 is not a level of 'neutral'; expected one of 1"),
+        ("missing_checkpoint", "stage-1 (--s2l) checkpoint not found"),
+        ("mismatched_checkpoint", "a LandmarksToKeypoints checkpoint was given as the stage-1 (--s2l) checkpoint"),
+        ("missing_image", "image not found"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_writes_nothing(
+    case: str, message: str, tiny_pipeline: dict[str, Path], photo: Path, speech: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from PIL import Image
+
+    options = {"--audio": str(speech), "--image": str(photo), "--emotion": "happy", "--level": "3",
+               "--s2l": str(tiny_pipeline["s2l"]), "--l2k": str(tiny_pipeline["l2k"]),
+               "--renderer": str(tiny_pipeline["renderer"])}  # fmt: skip
+    if case == "no_face":
+        blank = tmp_path / "wall.png"
+        Image.fromarray(np.full((240, 320, 3), 200, np.uint8)).save(blank)
+        options["--image"] = str(blank)
+    elif case == "silent":
+        options["--audio"] = str(write_audio(tmp_path / "quiet.wav", np.zeros(16000, np.float32)))
+    elif case == "unreadable_audio":
+        broken = tmp_path / "broken.wav"
+        broken.write_bytes(b"RIFF not really a wave file")
+        options["--audio"] = str(broken)
+    elif case == "unknown_emotion":
+        options["--emotion"] = "joyful"
+    elif case == "bad_level":
+        options["--emotion"] = "neutral"
+    elif case == "missing_checkpoint":
+        options["--s2l"] = str(tmp_path / "nope.ckpt")
+    elif case == "mismatched_checkpoint":
+        options["--s2l"] = str(tiny_pipeline["l2k"])
+    elif case == "missing_image":
+        options["--image"] = str(tmp_path / "nobody.png")
+    out = tmp_path / "out.mp4"
+    argv = ["generate", *[item for pair in options.items() for item in pair], "--landmark-backend", "dlib", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    assert not out.exists() and not list(tmp_path.glob("*.mp4"))
+
+
+def test_largest_of_several_faces_is_used(tiny_pipeline: dict[str, Path]) -> None:
+    from skimage import data
+
+    from emoface.pipeline import TalkingFacePipeline
+    from emoface.preprocessing.backends import DlibBackend
+    import cv2
+
+    image = data.astronaut()
+    small = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
+    both = np.zeros((512, 768, 3), np.uint8)
+    both[:, :512] = image
+    both[128:384, 512:] = small
+    pipeline = TalkingFacePipeline.from_checkpoints(tiny_pipeline["s2l"], tiny_pipeline["l2k"])
+    face = pipeline.prepare_photo(both, DlibBackend())
+    assert face.faces_found == 2
+    assert face.face_box[0] < 512  # the full-size face on the left
+    assert face.crop.shape == (64, 64, 3)
+
+
+def test_l2k_predict_renders_stage1_files(tiny_pipeline: dict[str, Path], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tiny_pipeline["root"])
+    s2l = ["--config", str(REPO / "configs/s2l.yaml"), "--config", str(REPO / "configs/tests/tiny_s2l.yaml")]
+    l2k = ["--config", str(REPO / "configs/l2k.yaml"), "--config", str(REPO / "configs/tests/tiny_l2k.yaml")]
+    assert main(["predict", *s2l, "--ckpt_path", str(tiny_pipeline["s2l"]),
+                 "--trainer.default_root_dir", str(tmp_path / "s2l")]) == 0  # fmt: skip
+    stage1 = sorted((tmp_path / "s2l/predictions").rglob("*.npz"))
+    assert len(stage1) == 3
+    assert main(["predict", *l2k, "--ckpt_path", str(tiny_pipeline["l2k"]),
+                 "--model.init_args.stage1_dir", str(tmp_path / "s2l/predictions"),
+                 "--trainer.default_root_dir", str(tmp_path / "l2k")]) == 0  # fmt: skip
+    assert main(["predict", *l2k, "--ckpt_path", str(tiny_pipeline["l2k"]),
+                 "--trainer.default_root_dir", str(tmp_path / "l2k_real")]) == 0  # fmt: skip
+    for cue_file in stage1:
+        clip = cue_file.relative_to(tmp_path / "s2l/predictions").with_suffix(".mp4")
+        video = tmp_path / "l2k/predictions" / clip
+        frames = read_video(video).frames
+        assert len(frames) == len(np.load(cue_file)["relocated"]) and frames.shape[1:] == (64, 64, 3)
+        assert probe(video).has_audio
+        # Without stage-1 files, each clip is rendered from its real cues.
+        assert len(read_video(tmp_path / "l2k_real/predictions" / clip).frames) == len(frames)
+
+    # The stage-1 files are what is rendered: a missing one names itself and how to make it.
+    (stage1[0]).unlink()
+    with pytest.raises(FileNotFoundError, match="no stage-1 prediction for clip"):
+        main(["predict", *l2k, "--ckpt_path", str(tiny_pipeline["l2k"]),
+              "--model.init_args.stage1_dir", str(tmp_path / "s2l/predictions"),
+              "--trainer.default_root_dir", str(tmp_path / "l2k_again")])  # fmt: skip
