@@ -40,17 +40,26 @@ SETTINGS: dict[str, Any] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``emoface generate``."""
-    parser.add_argument("--audio", required=True, help="speech: any audio or video file FFmpeg reads, any rate and length")
+    parser.add_argument(
+        "--audio", required=True, help="speech: any audio or video file FFmpeg reads, any rate and length"
+    )
     parser.add_argument("--image", required=True, help="a photo with a face (the largest face is used)")
     parser.add_argument("--emotion", default=None, help="angry, contempt, disgusted, fear, happy, neutral, sad, "
                                                         "surprised (or ang, con, ...)")  # fmt: skip
-    parser.add_argument("--level", type=int, default=None, help="intensity 1-3 (neutral: 1; default 3, or the config's)")
+    parser.add_argument(
+        "--level", type=int, default=None, help="intensity 1-3 (neutral: 1; default 3, or the config's)"
+    )
     parser.add_argument("-o", "--out", required=True, help="the output .mp4")
-    parser.add_argument("--config", default=None, help="a generate config (configs/generate.yaml): checkpoints and defaults")
+    parser.add_argument(
+        "--config", default=None, help="a generate config (configs/generate.yaml): checkpoints and defaults"
+    )
     parser.add_argument("--s2l", default=None, help="stage-1 (SpeechToLandmarks) checkpoint")
     parser.add_argument("--l2k", default=None, help="stage-2 (LandmarksToKeypoints) checkpoint")
-    parser.add_argument("--renderer", default=None,
-                        help="renderer checkpoint (FaceRenderer .ckpt or public face-vid2vid); default: stage 2's own")
+    parser.add_argument(
+        "--renderer",
+        default=None,
+        help="renderer checkpoint (FaceRenderer .ckpt or public face-vid2vid); default: stage 2's own",
+    )
     parser.add_argument("--pose-from", default=None, help="a video whose head motion replaces stage 1's")
     parser.add_argument("--seed", type=int, default=None, help="random seed of stage 1's generation")
     parser.add_argument("--device", default=None, help="auto (GPU when present), cpu, cuda, cuda:1 ...")
@@ -59,8 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--landmark-backend", default=None, choices=("auto", "dlib", "face_alignment"),
                         help="finds the face and its landmarks in the photo (auto: face_alignment when its weights "
                              "are present, else dlib)")  # fmt: skip
-    parser.add_argument("--save-cues", action="store_true",
-                        help="also write OUT.cues.npz (stage-1 file) and OUT_preview.mp4 (landmarks over the frames)")
+    parser.add_argument(
+        "--save-cues",
+        action="store_true",
+        help="also write OUT.cues.npz (stage-1 file) and OUT_preview.mp4 (landmarks over the frames)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -97,7 +109,9 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
         if not settings[key]:
             raise PipelineError(f"no {key} checkpoint: pass --{key} CKPT or a --config that names it")
     if not settings["emotion"]:
-        raise PipelineError("no emotion: pass --emotion (angry, contempt, disgusted, fear, happy, neutral, sad, surprised)")
+        raise PipelineError(
+            "no emotion: pass --emotion (angry, contempt, disgusted, fear, happy, neutral, sad, surprised)"
+        )
     return settings
 
 
@@ -130,8 +144,15 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     """
     from emoface.io.arrays import save_npz
     from emoface.io.media import write_video
-    from emoface.pipeline import FPS, PipelineError, TalkingFacePipeline, check_emotion, load_image, load_speech
-    from emoface.pipeline import pose_from_video
+    from emoface.pipeline import (
+        FPS,
+        PipelineError,
+        TalkingFacePipeline,
+        check_emotion,
+        load_image,
+        load_speech,
+        pose_from_video,
+    )
     from emoface.progress import ProgressReport
 
     settings = load_settings(args)

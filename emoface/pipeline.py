@@ -83,7 +83,9 @@ def expect_system(path: str | Path, expected: str, role: str) -> dict[str, Any]:
     checkpoint = read_checkpoint(path, role)
     found = checkpoint_system(checkpoint)
     if found != expected:
-        raise PipelineError(f"{path}: a {found} checkpoint was given as the {role} checkpoint, which must be a {expected} one")
+        raise PipelineError(
+            f"{path}: a {found} checkpoint was given as the {role} checkpoint, which must be a {expected} one"
+        )
     return checkpoint
 
 
@@ -183,7 +185,9 @@ def check_emotion(emotion: str, level: int) -> tuple[int, int]:
         raise PipelineError(str(error)) from error
     valid = levels_of(EMOTIONS[index])
     if level not in valid:
-        raise PipelineError(f"level {level} is not a level of {EMOTIONS[index]!r}; expected one of {', '.join(map(str, valid))}")
+        raise PipelineError(
+            f"level {level} is not a level of {EMOTIONS[index]!r}; expected one of {', '.join(map(str, valid))}"
+        )
     return index, level
 
 
@@ -316,7 +320,9 @@ class TalkingFacePipeline:
         self.l2k = l2k.eval().to(self.device)
         self.s2l_size = int(s2l_size)
         self.render_size = int(render_size)
-        self.renderer = self.l2k.inference_renderer(batch_size=batch_size, autocast_dtype=autocast_dtype).to(self.device)
+        self.renderer = self.l2k.inference_renderer(batch_size=batch_size, autocast_dtype=autocast_dtype).to(
+            self.device
+        )
         self._check_compatible()
 
     def _check_compatible(self) -> None:
@@ -353,9 +359,15 @@ class TalkingFacePipeline:
         s2l_checkpoint = expect_system(s2l, "SpeechToLandmarks", "stage-1 (--s2l)")
         l2k_checkpoint = expect_system(l2k, "LandmarksToKeypoints", "stage-2 (--l2k)")
         if renderer is not None:
-            found = checkpoint_system(read_checkpoint(renderer, "renderer (--renderer)")) if str(renderer).endswith(".ckpt") else None
+            found = (
+                checkpoint_system(read_checkpoint(renderer, "renderer (--renderer)"))
+                if str(renderer).endswith(".ckpt")
+                else None
+            )
             if found not in (None, "FaceRenderer"):
-                raise PipelineError(f"{renderer}: a {found} checkpoint was given as the renderer (--renderer) checkpoint")
+                raise PipelineError(
+                    f"{renderer}: a {found} checkpoint was given as the renderer (--renderer) checkpoint"
+                )
         if precision not in ("32", "bf16"):
             raise PipelineError(f"unknown precision {precision!r}; expected 32 or bf16")
         resolved = resolve_device(device)
@@ -368,7 +380,9 @@ class TalkingFacePipeline:
         except (MissingWeightsError, FileNotFoundError) as error:
             raise PipelineError(f"the renderer of {l2k}: {error}") from error
         except RuntimeError as error:  # a state dict that does not fit the networks
-            raise PipelineError(f"the renderer {l2k_system.hparams.renderer_checkpoint} does not fit: {error}") from error
+            raise PipelineError(
+                f"the renderer {l2k_system.hparams.renderer_checkpoint} does not fit: {error}"
+            ) from error
         return cls(
             s2l_system, l2k_system, s2l_size=data_size(s2l_checkpoint), render_size=data_size(l2k_checkpoint),
             device=resolved, batch_size=batch_size, autocast_dtype=torch.bfloat16 if precision == "bf16" else None,

@@ -76,12 +76,13 @@ def test_generate_makes_a_video_with_sound(tiny_pipeline: dict[str, Path], photo
 
 def test_pose_from_a_video_drives_the_head(tiny_pipeline: dict[str, Path], photo: Path, speech: Path,
                                            tmp_path: Path) -> None:  # fmt: skip
-    from emoface.preprocessing.backends import DlibBackend
-    from emoface.pipeline import TalkingFacePipeline, load_image, load_speech, pose_from_video
+    import cv2
+    from skimage import data
+
     from emoface.geometry.rotations import matrix_to_euler
     from emoface.io.media import write_video
-    from skimage import data
-    import cv2
+    from emoface.pipeline import TalkingFacePipeline, load_image, load_speech, pose_from_video
+    from emoface.preprocessing.backends import DlibBackend
 
     # A "head-turn" video: the astronaut photo rotated in the image plane, back and forth.
     image = data.astronaut()
@@ -91,7 +92,9 @@ def test_pose_from_a_video_drives_the_head(tiny_pipeline: dict[str, Path], photo
         frames.append(cv2.warpAffine(image, matrix, (512, 512)))
     driver = write_video(tmp_path / "driver.mp4", np.stack(frames), fps=25)
 
-    pipeline = TalkingFacePipeline.from_checkpoints(tiny_pipeline["s2l"], tiny_pipeline["l2k"], tiny_pipeline["renderer"])
+    pipeline = TalkingFacePipeline.from_checkpoints(
+        tiny_pipeline["s2l"], tiny_pipeline["l2k"], tiny_pipeline["renderer"]
+    )
     backend = DlibBackend()
     face = pipeline.prepare_photo(load_image(photo), backend)
     spoken = load_speech(speech)
@@ -146,7 +149,14 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
     elif case == "missing_image":
         options["--image"] = str(tmp_path / "nobody.png")
     out = tmp_path / "out.mp4"
-    argv = ["generate", *[item for pair in options.items() for item in pair], "--landmark-backend", "dlib", "-o", str(out)]
+    argv = [
+        "generate",
+        *[item for pair in options.items() for item in pair],
+        "--landmark-backend",
+        "dlib",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err, err
@@ -155,11 +165,11 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
 
 
 def test_largest_of_several_faces_is_used(tiny_pipeline: dict[str, Path]) -> None:
+    import cv2
     from skimage import data
 
     from emoface.pipeline import TalkingFacePipeline
     from emoface.preprocessing.backends import DlibBackend
-    import cv2
 
     image = data.astronaut()
     small = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)

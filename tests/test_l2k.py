@@ -11,7 +11,6 @@ import pytest
 import torch
 from test_renderer_system import tiny_renderer
 
-from emoface.cli import main
 from emoface.datamodules import MEADDataModule
 from emoface.io.weights import MissingWeightsError
 from emoface.lightning_modules import LandmarksToKeypoints
@@ -20,20 +19,15 @@ from emoface.networks import KeypointMapper
 from emoface.networks.face_vid2vid import CanonicalKeypointDetector, HeadExpressionEstimator, OcclusionAwareGenerator
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RENDERER = str(REPO / "configs/tests/tiny_renderer.yaml")
-TINY_L2K = str(REPO / "configs/tests/tiny_l2k.yaml")
 
 
-def test_fit_on_a_renderer_trained_by_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    # The renderer first, as a user would: its last.ckpt is where configs/l2k.yaml looks for it.
-    assert main(["fit", "--config", str(REPO / "configs/renderer_small.yaml"), "--config", TINY_RENDERER,
-                 "--trainer.max_epochs", "1"]) == 0  # fmt: skip
-    renderer_ckpt = tmp_path / "runs/renderer_small/checkpoints/last.ckpt"
+def test_fit_on_a_renderer_trained_by_the_cli(tiny_pipeline: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fixture ran, as a user would, `emoface fit` of configs/renderer_small.yaml and then of
+    # configs/l2k.yaml, which finds the renderer's last.ckpt at its default relative path.
+    renderer_ckpt = tiny_pipeline["renderer"]
     assert renderer_ckpt.is_file()
-    assert main(["fit", "--config", str(REPO / "configs/l2k.yaml"), "--config", TINY_L2K]) == 0
-
-    root = tmp_path / "runs/l2k"
+    root = tiny_pipeline["root"] / "runs/l2k"
+    monkeypatch.chdir(tiny_pipeline["root"])
     with open(next(root.rglob("metrics.csv")), newline="") as handle:
         rows = list(csv.DictReader(handle))
     logged = {key for row in rows for key, value in row.items() if value}

@@ -34,8 +34,8 @@ source | driving | rendered-from-landmarks images.
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
