@@ -17,17 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 GENERATE = str(REPO / "configs/generate.yaml")
 
 
-def speech_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
-    """A voiced signal with syllable-rate loudness changes (harmonics of a gliding pitch, plus noise)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t) ** 2
-    return (0.2 * envelope * voiced + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from PIL import Image
@@ -41,7 +30,10 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # 44.1 kHz AAC: generate resamples to 16 kHz as preprocessing does.
-    return write_audio(tmp_path_factory.mktemp("speech") / "speech.m4a", speech_like(1.3, 44100), sample_rate=44100)
+    from emoface.datamodules.mini_mead import make_identity, synthesize_speech
+
+    wave = synthesize_speech(np.random.default_rng(0), 1.3, make_identity("M003", 0), "happy", 3, 44100)[0]
+    return write_audio(tmp_path_factory.mktemp("speech") / "speech.m4a", wave, sample_rate=44100)
 
 
 def test_generate_makes_a_video_with_sound(tiny_pipeline: dict[str, Path], photo: Path, speech: Path,
