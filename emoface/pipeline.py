@@ -227,12 +227,16 @@ class FacePhoto:
         return relocate(t["n"], t["g"], t["r"], t["t"], t["s"]).points.numpy()
 
 
-def photo_faces(image: np.ndarray, backend: Any) -> list[Any]:
-    """Every face of a photo (:class:`~emoface.preprocessing.backends.DetectedFace`), largest first."""
-    if not hasattr(backend, "faces"):
+def largest_face(image: np.ndarray, backend: Any) -> tuple[Any | None, int]:
+    """The largest face of a photo (:class:`~emoface.preprocessing.backends.DetectedFace`, or ``None``)
+    and how many faces the photo has; only the largest one's landmarks are computed."""
+    if not hasattr(backend, "face_boxes"):
         raise PipelineError(f"the landmark backend {getattr(backend, 'name', backend)!r} cannot find faces in a photo; "
                             "use dlib or face_alignment")  # fmt: skip
-    return list(backend.faces(image))
+    boxes = backend.face_boxes(image)
+    if not len(boxes):
+        return None, 0
+    return backend.faces(image, boxes=boxes[:1])[0], len(boxes)
 
 
 def measure_face(image: np.ndarray, face: Any, size: int, faces_found: int = 1) -> FacePhoto:
@@ -395,10 +399,10 @@ class TalkingFacePipeline:
         Raises:
             PipelineError: no face.
         """
-        faces = photo_faces(image, backend)
-        if not faces:
+        face, count = largest_face(image, backend)
+        if face is None:
             raise PipelineError("no face found in the image")
-        return measure_face(image, faces[0], self.render_size, faces_found=len(faces))
+        return measure_face(image, face, self.render_size, faces_found=count)
 
     @torch.no_grad()
     def cues(
@@ -471,5 +475,5 @@ class TalkingFacePipeline:
 
 __all__ = [
     "FacePhoto", "PipelineError", "Speech", "TalkingFacePipeline", "check_emotion", "checkpoint_system",
-    "load_image", "load_speech", "measure_face", "photo_faces", "pose_from_video", "read_checkpoint",
+    "largest_face", "load_image", "load_speech", "measure_face", "pose_from_video", "read_checkpoint",
 ]  # fmt: skip

@@ -59,6 +59,24 @@ def test_batched_backend_runs_face_alignment_end_to_end(
         np.testing.assert_allclose(landmarks[t], reference, rtol=1e-4, atol=1e-3)
 
 
+def test_faces_of_a_photo_for_generate(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`emoface generate`'s photo path: every detected face, largest first, each with face-alignment's
+    own landmarks for its box (stand-in weights: the stand-in detector finds boxes everywhere)."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    from skimage import data
+
+    image = data.astronaut()[:256, 128:384]
+    backend = FaceAlignmentBackend(device="cpu", flip_input=False)
+    boxes = backend.face_boxes(image)
+    assert len(boxes), "the stand-in detector finds boxes"
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    assert (np.diff(areas) <= 0).all()  # largest first
+    (first,) = backend.faces(image, boxes=boxes[:1])
+    assert first.landmarks.shape == (68, 3) and np.isfinite(first.landmarks).all()
+    reference = backend.model.get_landmarks_from_image(image, detected_faces=[boxes[0].astype(np.float64)])[0]
+    np.testing.assert_allclose(first.landmarks, reference, rtol=1e-4, atol=1e-3)
+
+
 def test_preprocess_with_the_face_alignment_backend(
     torch_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

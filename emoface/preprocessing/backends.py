@@ -176,8 +176,8 @@ class FaceAlignmentBackend:
             boxes.append(best)
         return boxes
 
-    def faces(self, image: np.ndarray) -> list[DetectedFace]:
-        """All faces of one RGB uint8 image ``(H, W, 3)``, largest box first (empty: no face)."""
+    def face_boxes(self, image: np.ndarray) -> np.ndarray:
+        """Face boxes ``(N, 5)`` float32 (x1, y1, x2, y2, score) of one RGB uint8 image, largest first."""
         import torch
 
         image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
@@ -191,14 +191,24 @@ class FaceAlignmentBackend:
             batch = torch.nn.functional.interpolate(batch, size=size, mode="bilinear", antialias=True)
         found = np.asarray(self.model.face_detector.detect_from_batch(batch)[0], dtype=np.float64).reshape(-1, 5)
         found[:, :4] /= factor
-        found = found[np.argsort(-(found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1]), kind="stable")]
-        if not len(found):
+        found = found.astype(np.float32)
+        areas = (found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])
+        return found[np.argsort(-areas, kind="stable")]
+
+    def faces(self, image: np.ndarray, boxes: np.ndarray | None = None) -> list[DetectedFace]:
+        """The faces of one RGB uint8 image ``(H, W, 3)`` with their 3D landmarks, largest box first.
+
+        Args:
+            boxes: ``(N, 5)`` the boxes to measure (e.g. the first of :meth:`face_boxes`); default: all.
+        """
+        image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
+        boxes = self.face_boxes(image) if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
+        if not len(boxes):
             return []
-        landmarks = self.landmarks_for_boxes(np.repeat(image[None], len(found), 0), list(found))
-        return [
-            DetectedFace(box=box.astype(np.float32), landmarks=points, landmarks_2d=points[:, :2].copy())
-            for box, points in zip(found, landmarks)
-        ]
+        # face-alignment's crop maths needs Python-float-compatible (float64) box values.
+        landmarks = self.landmarks_for_boxes(np.repeat(image[None], len(boxes), 0), list(boxes.astype(np.float64)))
+        return [DetectedFace(box=box, landmarks=points, landmarks_2d=points[:, :2].copy())
+                for box, points in zip(boxes, landmarks)]  # fmt: skip
 
     def landmarks_for_boxes(self, frames: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
         """3D landmarks ``(N, 68, 3)`` of one given box per frame (``frames`` uint8 ``(N, H, W, 3)``)."""
@@ -452,16 +462,23 @@ class DlibBackend:
         shape = self.predictor(image, dlib.rectangle(x1, y1, x2 - 1, y2 - 1))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
-    def faces(self, image: np.ndarray) -> list[DetectedFace]:
-        """All faces of one RGB uint8 image ``(H, W, 3)``, largest box first (empty: no face).
+    def face_boxes(self, image: np.ndarray) -> np.ndarray:
+        """Face boxes ``(N, 5)`` float32 (x1, y1, x2, y2, score) of one RGB uint8 image, largest first."""
+        return self.detect(image)
+
+    def faces(self, image: np.ndarray, boxes: np.ndarray | None = None) -> list[DetectedFace]:
+        """The faces of one RGB uint8 image ``(H, W, 3)``, largest box first (empty: no face).
 
         Each face has its box, its 68 points lifted to 3D and the predictor's 2D points.
+
+        Args:
+            boxes: ``(N, 5)`` the boxes to measure (e.g. the first of :meth:`face_boxes`); default: all.
         """
         from emoface.geometry.lifting import lift_landmarks
 
         image = self._as_rgb(image)
         found = []
-        for box in self.detect(image):
+        for box in self.detect(image) if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(-1, 5):
             points = self.landmarks_2d(image, box)
             found.append(DetectedFace(box=box, landmarks=lift_landmarks(points, self.lift), landmarks_2d=points))
         return found
