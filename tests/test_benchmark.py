@@ -211,6 +211,7 @@ def test_missing_weights_make_na_rows_not_a_crash(bench_setup: dict, tmp_path, m
         ("makeittalk", "W009_hap_3_005_x.mp4", "W009/happy/level_3/005"),
         ("pcavs", "M003_con_2_010/G_Pose_Driven_.mp4", "M003/contempt/level_2/010"),
         ("frames", "W015_disgusted_3_003", "W015/disgusted/level_3/003"),
+        ("emoface", "M003/happy/level_2/004.mp4", "M003/happy/level_2/004"),
         ("{actor}/{emotion}/level_{level}/{clip}.mp4", "M003/fear/level_1/001.mp4", "M003/fear/level_1/001"),
     ],
 )

@@ -43,6 +43,8 @@ PATTERNS: dict[str, str] = {
     "pcavs": "{actor}_{emotion}_{level}_{clip}/G_Pose_Driven_.mp4",
     # A folder of frame images per clip (EAMM-style outputs; numbered images, sorted by name).
     "frames": "{actor}_{emotion}_{level}_{clip}",
+    # emoface's own videos: `emoface predict --config configs/l2k.yaml` writes <clip id>.mp4.
+    "emoface": "{actor}/{emotion}/{level}/{clip}.mp4",
 }
 """Shipped file-name patterns; a method's ``pattern`` is one of these keys or a pattern string."""
 
