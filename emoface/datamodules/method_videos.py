@@ -296,11 +296,12 @@ def _first(batch: list[Any]) -> Any:
 
 
 class BenchmarkClips(Dataset):
-    """One item per test clip: the ground truth and every method's decoded video.
+    """One item per test clip: the ground truth's cached arrays and every method's decoded video.
 
-    Item: ``{"clip", "emotion", "level", "frames" (T, 3, H, W) uint8, "waveform" (S,),
-    "landmarks" (T, 68, 3), "euler" (T, 3), "gaze" (T, 2, 2), "gaze_confidence" (T, 2),
-    "methods": {name: {"status": "ok" | reason, "frames", "audio", "landmarks", "source_fps"}}}``.
+    Item: ``{"clip", "emotion", "level", "clip_path" (the cached clip file), "num_frames",
+    "waveform" (S,), "landmarks" (T, 68, 3), "methods": {name: {"status": "ok" | reason, "frames",
+    "audio", "landmarks", "source_fps"}}}``. The ground-truth frames are not decoded here: the
+    benchmark decodes them only when its ground-truth cache lacks the clip.
     """
 
     def __init__(
@@ -312,8 +313,7 @@ class BenchmarkClips(Dataset):
         fps: float,
         sample_rate: int,
     ) -> None:
-        fields = ["waveform", "landmarks", "pose", "gaze", "frames"]
-        self.clips = MEADWindows(entries, None, 1, fields, pool)
+        self.clips = MEADWindows(entries, None, 1, ["waveform", "landmarks"], pool)
         self.methods = list(methods)
         self.pairings = dict(pairings)
         self.fps = fps
@@ -326,6 +326,8 @@ class BenchmarkClips(Dataset):
         from emoface.io import MediaError
 
         item = self.clips[index]
+        entry = self.clips.entries[self.clips.items[index][0]]
+        item["clip_path"], item["num_frames"] = entry.path, entry.num_frames
         methods: dict[str, dict[str, Any]] = {}
         for spec in self.methods:
             path = self.pairings[spec.name].paths.get(item["clip"])
