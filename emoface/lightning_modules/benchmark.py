@@ -663,7 +663,7 @@ class Benchmark(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         states = {name: metric.compute() for name, metric in self.rows.items()}  # synced over ranks
-        real = self.real_fid.compute()
+        real = self.real_fid.compute() if self.enabled("fid") else None  # same on every rank
         rows = self._per_clip
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[list[dict[str, Any]] | None] = [None] * torch.distributed.get_world_size()
@@ -677,7 +677,7 @@ class Benchmark(L.LightningModule):
             out = Path(self.out_dir) if self.out_dir else Path(self.trainer.default_root_dir) / "benchmark"
             write_outputs(out, self, rows)
 
-    def _table(self, states: dict[str, dict[str, Tensor]], real: dict[str, Tensor]) -> list[dict[str, Any]]:
+    def _table(self, states: dict[str, dict[str, Tensor]], real: dict[str, Tensor] | None) -> list[dict[str, Any]]:
         table = []
         for name in self.row_names:
             s = states[name]
