@@ -141,7 +141,7 @@ def test_rows_rank_the_planted_defects(single_run: tuple[Path, dict]) -> None:
         assert copy[key] == pytest.approx(gt[key], abs=1e-9, nan_ok=True), key
     assert gt["psnr"] == float("inf") and gt["ssim"] == 1.0 and gt["m_lmd"] == 0.0
     assert blur["psnr"] < 40 and blur["ssim"] < gt["ssim"] and blur["lpips"] > gt["lpips"] and blur["fid"] > gt["fid"]
-    assert f["source_frame"]["m_lmd"] > 0 and f["source_frame"]["clips"] == 4
+    assert f["source_frame"]["m_lmd"] > 0 and f["source_frame"]["clips"] == 4 and np.isfinite(f["source_frame"]["psnr"])
     # Wrong labels: each video is paired with (and compared to) the clip its name says.
     assert f["wrong_emotion"]["clips"] == 4 and f["wrong_emotion"]["psnr"] < copy["psnr"]
     assert np.isnan(f["wrong_emotion"]["m_lmd"])  # no landmark sidecars: n/a, not a crash
@@ -198,8 +198,8 @@ def test_missing_weights_make_na_rows_not_a_crash(bench_setup: dict, tmp_path, m
         rows = {row["method"]: row for row in csv.DictReader(handle)}
     assert set(rows) == {"ground_truth", "source_frame"}
     assert rows["ground_truth"]["clips"] == "4" and rows["ground_truth"]["lse_c"] == "nan"
-    # (its PSNR is inf: frame 0 is the ground truth's own frame, and PSNR is a mean over frames)
-    assert float(rows["source_frame"]["ssim"]) < 1.0
+    # Its frame 0 (the ground truth's own) is skipped: a finite PSNR of a still face against the moving one.
+    assert float(rows["source_frame"]["ssim"]) < 1.0 and np.isfinite(float(rows["source_frame"]["psnr"]))
 
 
 @pytest.mark.parametrize(
@@ -345,7 +345,8 @@ def test_ground_truth_side_is_cached_and_keyed_by_the_protocol(bench_setup: dict
     assert first.gt_counts == {"decoded": 2, "cached": 0}
     assert second.gt_counts == {"decoded": 0, "cached": 2}  # no ground-truth frame decoded again
     assert first.results == second.results or all(
-        a[k] == pytest.approx(b[k], nan_ok=True) for a, b in zip(first.results, second.results) for k in a)
+        a[k] == pytest.approx(b[k], nan_ok=True) for a, b in zip(first.results, second.results) for k in a
+    )
     rows = {r["method"]: r for r in second.results}
     assert rows["copy"]["psnr"] == float("inf") and rows["copy"]["m_lmd"] == 0.0 and rows["copy"]["fid"] < 1e-3
     # The source frame row skips the frame it shares with the ground truth: finite PSNR, SSIM below 1.
@@ -370,7 +371,9 @@ def test_detected_landmarks_score_methods_without_sidecars(bench_setup: dict, tm
     """``landmarks: dlib``: M-LMD and pose error for a folder without landmark sidecars, ground truth detected alike."""
     (tmp_path / "clips.txt").write_text(_name(bench_setup["ids"][0]) + "\n")
     methods = [m for m in bench_setup["methods"] if m["name"] in ("copy", "wrong_emotion")]
-    dm = BenchmarkDataModule(methods=methods, clip_list=str(tmp_path / "clips.txt"), cache_dir=str(bench_setup["cache"]))
+    dm = BenchmarkDataModule(
+        methods=methods, clip_list=str(tmp_path / "clips.txt"), cache_dir=str(bench_setup["cache"])
+    )
     system = Benchmark(metrics=["lmd", "pose"], out_dir=str(tmp_path / "out"), image_size=64, landmarks="dlib",
                        gt_cache_dir=str(tmp_path / "gt"))  # fmt: skip
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -383,7 +386,10 @@ def test_detected_landmarks_score_methods_without_sidecars(bench_setup: dict, tm
     assert rows["wrong_emotion"]["m_lmd_n"] == 1 and rows["wrong_emotion"]["m_lmd"] > 0.1
     assert rows["source_frame"]["m_lmd_n"] == 1 and rows["source_frame"]["m_lmd"] > 0.0
     protocol = json.loads((tmp_path / "out" / "protocol.json").read_text())
-    assert protocol["landmarks"]["detector"]["backend"] == "dlib" and "sha256:" in protocol["landmarks"]["detector"]["weights"]
+    assert (
+        protocol["landmarks"]["detector"]["backend"] == "dlib"
+        and "sha256:" in protocol["landmarks"]["detector"]["weights"]
+    )
     # No face-alignment weights here (the session's empty TORCH_HOME): its metrics are n/a with the reason.
     missing = Benchmark(metrics=["lmd", "psnr"], landmarks="face_alignment")
     assert missing.unavailable["lmd"].startswith("FaceAlignmentWeightsError") and "psnr" not in missing.unavailable
@@ -404,7 +410,9 @@ def test_mead100_takes_level_3_emotions_and_level_1_neutral() -> None:
         mine = [p for p in picked if p.actor == actor]
         counts = {e: sum(p.emotion == e for p in mine) for e in EMOTIONS}
         assert len(mine) == 25 and min(counts.values()) == 3 and max(counts.values()) == 4
-        assert [p.clip_id for p in mine if p.emotion == "angry"] == [f"{actor}/angry/level_3/00{n}" for n in (1, 2, 3, 4)]
+        assert [p.clip_id for p in mine if p.emotion == "angry"] == [
+            f"{actor}/angry/level_3/00{n}" for n in (1, 2, 3, 4)
+        ]
     assert mead100_clips(entries[:3]) == [e for e in entries[:3] if e.level == 3]
 
 
@@ -412,6 +420,8 @@ def test_builtin_clip_list_is_selectable(bench_setup: dict) -> None:
     dm = BenchmarkDataModule(clip_list="mead100", cache_dir=str(bench_setup["cache"]))
     dm.setup("test")
     ids = [e.clip_id for e in dm.test_entries]
-    assert len(ids) == 8 and all(("neutral/level_1" in c) or ("level_3" in c) for c in ids)  # mini-MEAD: 1 sentence each
+    assert len(ids) == 8 and all(
+        ("neutral/level_1" in c) or ("level_3" in c) for c in ids
+    )  # mini-MEAD: 1 sentence each
     with pytest.raises(FileNotFoundError, match="built-in lists"):
         BenchmarkDataModule(clip_list="mead1000", cache_dir=str(bench_setup["cache"])).setup("test")

@@ -428,8 +428,9 @@ class BenchmarkDataModule(MEADDataModule):
                 raise ValueError(f"clip list {self.clip_list}: no test clip of the cache fits it")
         elif self.clip_list:
             if not Path(self.clip_list).is_file():
-                raise FileNotFoundError(f"clip list {self.clip_list}: no such file (built-in lists: "
-                                        f"{sorted(BUILTIN_CLIP_LISTS)})")
+                raise FileNotFoundError(
+                    f"clip list {self.clip_list}: no such file (built-in lists: {sorted(BUILTIN_CLIP_LISTS)})"
+                )
             listed = read_clip_list(self.clip_list)
             by_id = {e.clip_id: e for e in everything}
             absent = [c for c in listed if c not in by_id]

@@ -277,6 +277,7 @@ class Benchmark(L.LightningModule):
         self.emotion_net = emotion_net or self._load("emotion", "emotion_fan", emotion_weights,
                                                      lambda: self._build_emotion(emotion_weights, emotion_args))  # fmt: skip
         self.detector, self.detector_identity = landmark_detector, None
+        self._own_detector = landmark_detector is None
         if landmarks != "cache" and self._wants_landmarks():
             self._load_detector(landmarks, landmark_detector)
         labels = emotion_labels or getattr(self.emotion_net, "labels", None) or EMOTIONS
@@ -353,6 +354,13 @@ class Benchmark(L.LightningModule):
                 identity[key] = getattr(self.detector, key)
         self.detector_identity = identity
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A detector built here (dlib, face-alignment) may not pickle: spawned ranks build their own in setup.
+        state = dict(super().__getstate__())
+        if state.get("_own_detector"):
+            state["detector"] = None
+        return state
+
     def train(self, mode: bool = True) -> Benchmark:
         super().train(mode)
         for net in (self.lpips, self.inception, self.syncnet, self.emotion_net):
@@ -378,7 +386,11 @@ class Benchmark(L.LightningModule):
         self.gt_folder = root.expanduser() / self.gt_key
         if self.gt_cache:
             self.gt_folder.mkdir(parents=True, exist_ok=True)
-            (self.gt_folder / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
+            tmp = self.gt_folder / f"settings.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(settings, indent=2, default=str))
+            os.replace(tmp, self.gt_folder / "settings.json")  # ranks write the same file: atomically
+        if self.detector is None and self.detector_identity is not None:  # unpickled in a spawned process
+            self._load_detector(self.landmarks_mode, None)
 
     def gt_settings(self) -> dict[str, Any]:
         """Every setting the cached ground-truth side depends on (its hash names the cache folder)."""
