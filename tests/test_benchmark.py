@@ -354,9 +354,17 @@ def test_ground_truth_side_is_cached_and_keyed_by_the_protocol(bench_setup: dict
     protocol = json.loads((tmp_path / "b" / "protocol.json").read_text())
     assert protocol["ground_truth_cache"]["this_run"] == {"decoded": 0, "cached": 2}
     assert protocol["face_crop"]["mode"] == "aligned" and "27-47" in protocol["face_crop"]["rule"]
-    # A setting the ground truth depends on (the crop side) gets its own cache folder: computed afresh.
-    third = _cache_run(bench_setup, tmp_path / "c", gt_dir, image_size=48)
+    # A setting the ground truth depends on (here the crop mode: whole frames, the slow test's) gets
+    # its own cache folder: computed afresh.
+    nets = {k: v for k, v in _tiny_evaluators().items() if k != "fid_inception"}
+    third = _cache_run(bench_setup, tmp_path / "c", gt_dir, crop="none", metrics=["psnr", "lse", "emotion"], **nets)
     assert third.gt_counts == {"decoded": 2, "cached": 0} and third.gt_folder != second.gt_folder
+    rows = {r["method"]: r for r in third.results}
+    # (float32 round-off of the network on differently laid-out but equal crops: 1e-7)
+    assert np.isfinite(rows["copy"]["lse_c"]) and rows["copy"]["lse_c"] == pytest.approx(
+        rows["ground_truth"]["lse_c"], rel=1e-5
+    )
+    assert rows["copy"]["emotion_acc_n"] == 2
     # A stale entry (its clip file changed since) is recomputed, never read.
     entry = next(second.gt_folder.glob("*.npz"))
     with np.load(entry) as data:
