@@ -406,7 +406,7 @@ class Benchmark(L.LightningModule):
             "emotion_size": self.emotion_size,
             "landmarks": self.landmarks_mode if self._wants_landmarks() else None,
             "detector": self.detector_identity if self._wants_landmarks() else None,
-            "pose_gaze": self.enabled("pose") or self.enabled("gaze"),
+            "pose": self.enabled("pose") or self.enabled("gaze"), "gaze": self.enabled("gaze"),
             "fid": {"frames": self.fid_frames, "inception": inception, "dims": self.fid_dims} if inception else None,
         }  # fmt: skip
 
