@@ -705,7 +705,8 @@ class Benchmark(L.LightningModule):
             if self.enabled("fid") and float(s["fid_count"]) >= 2 and float(real["fid_count"]) >= 2:
                 mu_f, sig_f = gaussian_statistics(s["fid_sum"], s["fid_outer"], float(s["fid_count"]))
                 mu_r, sig_r = gaussian_statistics(real["fid_sum"], real["fid_outer"], float(real["fid_count"]))
-                entry["fid"] = MF.frechet_distance(mu_f, sig_f, mu_r, sig_r)
+                # A distance is >= 0; the matrix square root's round-off can dip below (-1e-12: "-0.000").
+                entry["fid"] = max(MF.frechet_distance(mu_f, sig_f, mu_r, sig_r), 0.0)
             for k, emotion in enumerate(EMOTIONS):
                 total = float(s["emo_total"][k])
                 entry[f"acc_{emotion}"] = float(s["emo_correct"][k] / total) if total else float("nan")
