@@ -141,7 +141,7 @@ def test_rows_rank_the_planted_defects(single_run: tuple[Path, dict]) -> None:
         assert copy[key] == pytest.approx(gt[key], abs=1e-9, nan_ok=True), key
     assert gt["psnr"] == float("inf") and gt["ssim"] == 1.0 and gt["m_lmd"] == 0.0
     assert blur["psnr"] < 40 and blur["ssim"] < gt["ssim"] and blur["lpips"] > gt["lpips"] and blur["fid"] > gt["fid"]
-    assert f["source_frame"]["m_lmd"] > 0 and f["source_frame"]["clips"] == 4
+    assert f["source_frame"]["m_lmd"] > 0 and f["source_frame"]["clips"] == 4 and np.isfinite(f["source_frame"]["psnr"])
     # Wrong labels: each video is paired with (and compared to) the clip its name says.
     assert f["wrong_emotion"]["clips"] == 4 and f["wrong_emotion"]["psnr"] < copy["psnr"]
     assert np.isnan(f["wrong_emotion"]["m_lmd"])  # no landmark sidecars: n/a, not a crash
@@ -198,8 +198,8 @@ def test_missing_weights_make_na_rows_not_a_crash(bench_setup: dict, tmp_path, m
         rows = {row["method"]: row for row in csv.DictReader(handle)}
     assert set(rows) == {"ground_truth", "source_frame"}
     assert rows["ground_truth"]["clips"] == "4" and rows["ground_truth"]["lse_c"] == "nan"
-    # (its PSNR is inf: frame 0 is the ground truth's own frame, and PSNR is a mean over frames)
-    assert float(rows["source_frame"]["ssim"]) < 1.0
+    # Its frame 0 (the ground truth's own) is skipped: a finite PSNR of a still face against the moving one.
+    assert float(rows["source_frame"]["ssim"]) < 1.0 and np.isfinite(float(rows["source_frame"]["psnr"]))
 
 
 @pytest.mark.parametrize(
@@ -279,3 +279,158 @@ def test_trained_evaluators_rank_shifted_and_wrong_emotion_rows(
     assert rows["shifted"]["lse_c"] < rows["copy"]["lse_c"]
     assert abs(abs(rows["shifted"]["offset"]) - SHIFT) <= 1
     assert rows["wrong_emotion"]["emotion_acc"] < rows["copy"]["emotion_acc"]
+
+
+# ------------------------------------------------------------------------------ protocol pieces
+
+
+def test_aligned_crop_undoes_a_similarity() -> None:
+    """A face moved by a rotation, scale and shift gives the same aligned crop; the fitted points land on the template."""
+    from skimage.data import astronaut
+
+    from emoface.metrics.face_crop import (
+        ALIGN_POINTS,
+        alignment_matrices,
+        face_template,
+        rescale_matrices,
+        transform_points,
+        warp_faces,
+    )
+
+    def similarity(angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+        c, s = scale * np.cos(angle), scale * np.sin(angle)
+        return np.array([[c, -s, shift[0]], [s, c, shift[1]]])
+
+    image = astronaut()  # (512, 512, 3): a real face, so the crop has real texture
+    # Landmarks: the 128 px template placed on the image by some similarity.
+    place = similarity(0.1, 1.6, (150.0, 40.0))
+    landmarks = face_template(128) @ place[:, :2].T + place[:, 2]
+    move = similarity(-0.25, 0.8, (90.0, 60.0))  # the second frame: the whole image moved
+    moved = cv2.warpAffine(image, move, (512, 512), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    frames = torch.from_numpy(np.stack([image, moved])).permute(0, 3, 1, 2).contiguous()
+    points = np.stack([landmarks, landmarks @ move[:, :2].T + move[:, 2]])
+    matrices = alignment_matrices(torch.from_numpy(points), 128)
+    crops = warp_faces(frames, matrices, 128).float()
+    assert crops.shape == (2, 3, 128, 128)
+    # Same face, same crop (up to two bilinear resamplings of the moved frame).
+    assert (crops[0] - crops[1]).abs().mean() < 6.0 and crops[0].std() > 20
+    placed = transform_points(points, matrices)
+    np.testing.assert_allclose(placed[:, list(ALIGN_POINTS)], face_template(128)[list(ALIGN_POINTS)][None].repeat(2, 0),
+                               atol=1e-3)  # fmt: skip
+    # One crop layout at every size: the 224 matrices are the 128 ones rescaled.
+    np.testing.assert_allclose(rescale_matrices(matrices, 128, 224), alignment_matrices(torch.from_numpy(points), 224),
+                               atol=1e-9)  # fmt: skip
+    with pytest.raises(ValueError, match="NaN"):
+        alignment_matrices(np.full((1, 68, 2), np.nan), 128)
+
+
+def _cache_run(setup: dict, out: Path, gt_dir: Path, **kwargs) -> Benchmark:
+    """Two clips, the copy folder, cheap metrics (PSNR, SSIM, FID, LMD, pose) with the ground-truth cache in ``gt_dir``."""
+    (out / "clips.txt").parent.mkdir(parents=True, exist_ok=True)
+    (out / "clips.txt").write_text("\n".join(_name(c) for c in setup["ids"][:2]) + "\n")
+    dm = BenchmarkDataModule(methods=[m for m in setup["methods"] if m["name"] == "copy"],
+                             clip_list=str(out / "clips.txt"), cache_dir=str(setup["cache"]))  # fmt: skip
+    options = dict(metrics=["psnr", "ssim", "fid", "lmd", "pose"], out_dir=str(out), image_size=64, sync_size=64,
+                   fid_frames=2, fid_dims=8, fid_inception=_TinyFeatures().eval(), gt_cache_dir=str(gt_dir)) | kwargs  # fmt: skip
+    system = Benchmark(**options)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)  # fmt: skip
+    trainer.test(system, datamodule=dm, verbose=False)
+    return system
+
+
+def test_ground_truth_side_is_cached_and_keyed_by_the_protocol(bench_setup: dict, tmp_path) -> None:
+    gt_dir = tmp_path / "gt-cache"
+    first = _cache_run(bench_setup, tmp_path / "a", gt_dir)
+    second = _cache_run(bench_setup, tmp_path / "b", gt_dir)
+    assert first.gt_counts == {"decoded": 2, "cached": 0}
+    assert second.gt_counts == {"decoded": 0, "cached": 2}  # no ground-truth frame decoded again
+    assert first.results == second.results or all(
+        a[k] == pytest.approx(b[k], nan_ok=True) for a, b in zip(first.results, second.results) for k in a
+    )
+    rows = {r["method"]: r for r in second.results}
+    assert rows["copy"]["psnr"] == float("inf") and rows["copy"]["m_lmd"] == 0.0 and rows["copy"]["fid"] < 1e-3
+    # The source frame row skips the frame it shares with the ground truth: finite PSNR, SSIM below 1.
+    assert np.isfinite(rows["source_frame"]["psnr"]) and rows["source_frame"]["ssim"] < 1.0
+    protocol = json.loads((tmp_path / "b" / "protocol.json").read_text())
+    assert protocol["ground_truth_cache"]["this_run"] == {"decoded": 0, "cached": 2}
+    assert protocol["face_crop"]["mode"] == "aligned" and "27-47" in protocol["face_crop"]["rule"]
+    # A setting the ground truth depends on (here the crop mode: whole frames, the slow test's) gets
+    # its own cache folder: computed afresh.
+    nets = {k: v for k, v in _tiny_evaluators().items() if k != "fid_inception"}
+    third = _cache_run(bench_setup, tmp_path / "c", gt_dir, crop="none", metrics=["psnr", "lse", "emotion"], **nets)
+    assert third.gt_counts == {"decoded": 2, "cached": 0} and third.gt_folder != second.gt_folder
+    rows = {r["method"]: r for r in third.results}
+    # (float32 round-off of the network on differently laid-out but equal crops: 1e-7)
+    assert np.isfinite(rows["copy"]["lse_c"]) and rows["copy"]["lse_c"] == pytest.approx(
+        rows["ground_truth"]["lse_c"], rel=1e-5
+    )
+    assert rows["copy"]["emotion_acc_n"] == 2
+    # A stale entry (its clip file changed since) is recomputed, never read.
+    entry = next(second.gt_folder.glob("*.npz"))
+    with np.load(entry) as data:
+        arrays = dict(data)
+    arrays["stamp"] = np.array("some other clip file|0|0")
+    np.savez(entry, **arrays)
+    fourth = _cache_run(bench_setup, tmp_path / "d", gt_dir)
+    assert fourth.gt_counts == {"decoded": 1, "cached": 1}
+
+
+def test_detected_landmarks_score_methods_without_sidecars(bench_setup: dict, tmp_path) -> None:
+    """``landmarks: dlib``: M-LMD and pose error for a folder without landmark sidecars, ground truth detected alike."""
+    (tmp_path / "clips.txt").write_text(_name(bench_setup["ids"][0]) + "\n")
+    methods = [m for m in bench_setup["methods"] if m["name"] in ("copy", "wrong_emotion")]
+    dm = BenchmarkDataModule(
+        methods=methods, clip_list=str(tmp_path / "clips.txt"), cache_dir=str(bench_setup["cache"])
+    )
+    system = Benchmark(metrics=["lmd", "pose"], out_dir=str(tmp_path / "out"), image_size=64, landmarks="dlib",
+                       gt_cache_dir=str(tmp_path / "gt"))  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.test(system, datamodule=dm, verbose=False)
+    rows = {r["method"]: r for r in system.results}
+    assert rows["ground_truth"]["m_lmd"] == 0.0 and rows["copy"]["m_lmd"] == 0.0
+    assert rows["copy"]["pose"] == pytest.approx(0.0, abs=1e-3)  # degrees; arccos round-off of equal rotations
+    # wrong_emotion has no sidecars: the detector still scores it (another clip's face: a real distance).
+    assert rows["wrong_emotion"]["m_lmd_n"] == 1 and rows["wrong_emotion"]["m_lmd"] > 0.1
+    assert rows["source_frame"]["m_lmd_n"] == 1 and rows["source_frame"]["m_lmd"] > 0.0
+    protocol = json.loads((tmp_path / "out" / "protocol.json").read_text())
+    assert (
+        protocol["landmarks"]["detector"]["backend"] == "dlib"
+        and "sha256:" in protocol["landmarks"]["detector"]["weights"]
+    )
+    # No face-alignment weights here (the session's empty TORCH_HOME): its metrics are n/a with the reason.
+    missing = Benchmark(metrics=["lmd", "psnr"], landmarks="face_alignment")
+    assert missing.unavailable["lmd"].startswith("FaceAlignmentWeightsError") and "psnr" not in missing.unavailable
+
+
+def test_mead100_takes_level_3_emotions_and_level_1_neutral() -> None:
+    from emoface.datamodules.mead_dataset import ClipEntry
+    from emoface.datamodules.method_videos import mead100_clips
+    from emoface.emotions import EMOTIONS
+
+    entries = [ClipEntry(f"{a}/{e}/level_{k}/{n:03d}", a, e, k, "", 50)
+               for a in ("M003", "M030", "W009", "W015") for e in EMOTIONS for k in (1, 2, 3) for n in range(1, 6)
+               if e != "neutral" or k == 1]  # fmt: skip
+    picked = mead100_clips(entries)
+    assert len(picked) == 100 and len({p.clip_id for p in picked}) == 100
+    assert all((p.level == 1) if p.emotion == "neutral" else (p.level == 3) for p in picked)
+    for actor in ("M003", "M030", "W009", "W015"):
+        mine = [p for p in picked if p.actor == actor]
+        counts = {e: sum(p.emotion == e for p in mine) for e in EMOTIONS}
+        assert len(mine) == 25 and min(counts.values()) == 3 and max(counts.values()) == 4
+        assert [p.clip_id for p in mine if p.emotion == "angry"] == [
+            f"{actor}/angry/level_3/00{n}" for n in (1, 2, 3, 4)
+        ]
+    assert mead100_clips(entries[:3]) == [e for e in entries[:3] if e.level == 3]
+
+
+def test_builtin_clip_list_is_selectable(bench_setup: dict) -> None:
+    dm = BenchmarkDataModule(clip_list="mead100", cache_dir=str(bench_setup["cache"]))
+    dm.setup("test")
+    ids = [e.clip_id for e in dm.test_entries]
+    assert len(ids) == 8 and all(
+        ("neutral/level_1" in c) or ("level_3" in c) for c in ids
+    )  # mini-MEAD: 1 sentence each
+    with pytest.raises(FileNotFoundError, match="built-in lists"):
+        BenchmarkDataModule(clip_list="mead1000", cache_dir=str(bench_setup["cache"])).setup("test")

@@ -273,6 +273,36 @@ def read_clip_list(path: str | Path) -> list[str]:
     return out
 
 
+def mead100_clips(entries: Sequence[ClipEntry], per_actor: int = 25) -> list[ClipEntry]:
+    """The 100-clip protocol's selection from the test clips: per actor, each non-neutral emotion at
+    level 3 and neutral at level 1, taken in turns (emotions in :data:`EMOTIONS` order, sentences
+    by number) until ``per_actor`` clips (25: 100 over MEAD's 4 test actors).
+
+    The field names the set (REFERENCES.md: "each non-neutral emotion at level 3, neutral at
+    level 1") but its clip ids are not published; this rule is emoface's, deterministic and
+    balanced: 3 sentences of every group, then one more from the first groups. An actor with
+    fewer such clips gives all it has (a smaller cache, e.g. mini-MEAD, gives a smaller set;
+    protocol.json records the count). For an exact published set, give its list file.
+    """
+    by_actor: dict[str, dict[str, list[ClipEntry]]] = {}
+    for entry in entries:
+        wanted_level = 1 if entry.emotion == "neutral" else 3
+        if entry.level == wanted_level:
+            by_actor.setdefault(entry.actor, {}).setdefault(entry.emotion, []).append(entry)
+    out: list[ClipEntry] = []
+    for actor in sorted(by_actor):
+        groups = [sorted(by_actor[actor][e], key=lambda x: x.clip_id) for e in EMOTIONS if e in by_actor[actor]]
+        picked: list[ClipEntry] = []
+        for k in range(max(len(g) for g in groups)):
+            picked += [g[k] for g in groups if k < len(g)]
+        out += picked[:per_actor]
+    return out
+
+
+BUILTIN_CLIP_LISTS = {"mead100": mead100_clips}
+"""Clip lists selectable by name instead of a file (``clip_list: mead100``)."""
+
+
 class ShardSampler(DistributedSampler):
     """Clip ``i`` goes to rank ``i % world``, with no padding or duplicates.
 
@@ -298,11 +328,12 @@ def _first(batch: list[Any]) -> Any:
 
 
 class BenchmarkClips(Dataset):
-    """One item per test clip: the ground truth and every method's decoded video.
+    """One item per test clip: the ground truth's cached arrays and every method's decoded video.
 
-    Item: ``{"clip", "emotion", "level", "frames" (T, 3, H, W) uint8, "waveform" (S,),
-    "landmarks" (T, 68, 3), "euler" (T, 3), "gaze" (T, 2, 2), "gaze_confidence" (T, 2),
-    "methods": {name: {"status": "ok" | reason, "frames", "audio", "landmarks", "source_fps"}}}``.
+    Item: ``{"clip", "emotion", "level", "clip_path" (the cached clip file), "num_frames",
+    "waveform" (S,), "landmarks" (T, 68, 3), "methods": {name: {"status": "ok" | reason, "frames",
+    "audio", "landmarks", "source_fps"}}}``. The ground-truth frames are not decoded here: the
+    benchmark decodes them only when its ground-truth cache lacks the clip.
     """
 
     def __init__(
@@ -314,8 +345,7 @@ class BenchmarkClips(Dataset):
         fps: float,
         sample_rate: int,
     ) -> None:
-        fields = ["waveform", "landmarks", "pose", "gaze", "frames"]
-        self.clips = MEADWindows(entries, None, 1, fields, pool)
+        self.clips = MEADWindows(entries, None, 1, ["waveform", "landmarks"], pool)
         self.methods = list(methods)
         self.pairings = dict(pairings)
         self.fps = fps
@@ -328,6 +358,8 @@ class BenchmarkClips(Dataset):
         from emoface.io import MediaError
 
         item = self.clips[index]
+        entry = self.clips.entries[self.clips.items[index][0]]
+        item["clip_path"], item["num_frames"] = entry.path, entry.num_frames
         methods: dict[str, dict[str, Any]] = {}
         for spec in self.methods:
             path = self.pairings[spec.name].paths.get(item["clip"])
@@ -351,7 +383,8 @@ class BenchmarkDataModule(MEADDataModule):
         methods: ``[{name, folder, pattern, audio}]`` (see :class:`MethodSpec`).
         sanity: built-in rows among :data:`SANITY_ROWS`.
         clip_list: a text file of clip ids (:func:`read_clip_list`) restricting the test clips of
-            ``split`` (``speaker``: every clip of the test actors; ``official``: per utterance).
+            ``split`` (``speaker``: every clip of the test actors; ``official``: per utterance), or
+            a built-in list's name (:data:`BUILTIN_CLIP_LISTS`: ``mead100``, see :func:`mead100_clips`).
         fps: rate every method's video is decoded at (MEAD's 25).
         strict: a missing clip of any method is an error instead of a smaller row.
         **kwargs: :class:`MEADDataModule` arguments (cache, split, actors, emotions, levels ...).
@@ -391,7 +424,15 @@ class BenchmarkDataModule(MEADDataModule):
         """Choose the test clips and pair every method folder with them."""
         everything, _ = self._entries()
         test = self.split_entries()["test"]
-        if self.clip_list:
+        if self.clip_list in BUILTIN_CLIP_LISTS:
+            test = BUILTIN_CLIP_LISTS[self.clip_list](test)
+            if not test:
+                raise ValueError(f"clip list {self.clip_list}: no test clip of the cache fits it")
+        elif self.clip_list:
+            if not Path(self.clip_list).is_file():
+                raise FileNotFoundError(
+                    f"clip list {self.clip_list}: no such file (built-in lists: {sorted(BUILTIN_CLIP_LISTS)})"
+                )
             listed = read_clip_list(self.clip_list)
             by_id = {e.clip_id: e for e in everything}
             absent = [c for c in listed if c not in by_id]

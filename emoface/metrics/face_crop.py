@@ -1,6 +1,14 @@
-"""The one face crop applied to every method's video before SyncNet (and other face metrics).
+"""Face crops of the benchmark: the aligned crop (default) and syncnet_python's box crop.
 
-It follows syncnet_python's ``run_pipeline.crop_video``: per frame a face box of half-size
+**Aligned crop** (:func:`alignment_matrices`, :func:`warp_faces`; the protocol of EAT's public MEAD
+evaluation): per frame, a similarity transform (rotation, uniform scale, translation; Umeyama
+least squares) brings the rigid landmarks :data:`ALIGN_POINTS` (nose and both eyes, which move
+little with speech and expression) onto a fixed template, the canonical mean face's x, y
+(:func:`face_template`), and the frame is warped with it (OpenCV ``warpAffine``, bilinear). The
+template scales with the crop side, so the same face layout is cut at 128 (image metrics, LMD) and
+224 (SyncNet, emotion); :func:`rescale_matrices` turns one size's matrices into another's.
+
+**Box crop** (:func:`box_matrices`, as a matrix for :func:`warp_faces`, or :func:`face_crop`) follows syncnet_python's ``run_pipeline.crop_video``: per frame a face box of half-size
 ``bs = max(w, h) / 2`` around its centre ``(mx, my)`` is smoothed over time with a median
 filter (kernel 13; edges repeated rather than zero-padded), the crop spans columns ``mx -+ bs (1 + cs)`` and rows ``my - bs`` to
 ``my + bs (1 + 2 cs)`` with ``cs = 0.4`` (the mouth and chin sit in the lower half), outside
@@ -17,8 +25,123 @@ from scipy.ndimage import median_filter
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from emoface.geometry.alignment import umeyama
+from emoface.geometry.landmarks import MEAN_FACE_NP
+
 PAD_VALUE = 110.0
 """Grey level the reference pads frames with (0-255 units)."""
+
+ALIGN_POINTS: tuple[int, ...] = tuple(range(27, 48))
+"""iBUG-68 points the aligned crop is fitted on: nose (27-35) and both eyes (36-47). EAT's
+evaluation slices 27:45, which drops half of the left eye; both eyes keep the fit symmetric."""
+
+TEMPLATE_EYE_DISTANCE = 0.45
+"""Outer-eye-corner distance (36-45) of the template as a fraction of the crop side: the face's
+landmarks then span about 0.66 of the side, centred, with forehead above and chin room below."""
+
+
+def face_template(size: int, eye_distance: float = TEMPLATE_EYE_DISTANCE) -> np.ndarray:
+    """The aligned crop's template: the mean face's x, y in pixels of a ``size`` crop, ``(68, 2)`` float64.
+
+    The mean face (outer eye corners 1 apart) is scaled to ``eye_distance * size`` and the centre
+    of its landmark extent put at the crop's centre. Pixel centres are at integer coordinates
+    (OpenCV's convention), so unit coordinate ``u`` is pixel ``u * size - 0.5``.
+    """
+    xy = MEAN_FACE_NP[:, :2].astype(np.float64)
+    centre = (xy.min(0) + xy.max(0)) / 2
+    unit = 0.5 + eye_distance * (xy - centre)
+    return unit * size - 0.5
+
+
+def alignment_matrices(
+    landmarks: Tensor | np.ndarray, size: int, eye_distance: float = TEMPLATE_EYE_DISTANCE
+) -> np.ndarray:
+    """Per-frame similarity ``(T, 2, 3)`` float64 mapping frame pixels onto the template of a ``size`` crop.
+
+    Args:
+        landmarks: ``(T, 68, D)`` (D >= 2) in the frames' pixels.
+        size: crop side.
+        eye_distance: see :func:`face_template`.
+
+    Raises:
+        ValueError: landmarks of the wrong shape or not finite.
+    """
+    points = torch.as_tensor(np.asarray(landmarks, dtype=np.float64))
+    if points.ndim != 3 or points.shape[1] != 68 or points.shape[2] < 2:
+        raise ValueError(f"expected (T, 68, D) landmarks, got {tuple(points.shape)}")
+    if not torch.isfinite(points[..., :2]).all():
+        raise ValueError("landmarks contain NaN or inf; the aligned crop needs a face in every frame")
+    pts = points[:, list(ALIGN_POINTS), :2]
+    target = torch.from_numpy(face_template(size, eye_distance)[list(ALIGN_POINTS)])
+    rotation, translation, scale = umeyama(pts, target.expand_as(pts))  # target ~ s R p + t
+    matrices = torch.cat([scale[:, None, None] * rotation, translation[:, :, None]], -1)
+    return matrices.numpy()
+
+
+def box_matrices(boxes: Tensor, size: int, crop_scale: float = 0.4) -> np.ndarray:
+    """syncnet_python's box crop (see :func:`face_crop`) as per-frame affine matrices ``(T, 2, 3)`` float64.
+
+    Args:
+        boxes: ``(T, 3)`` :func:`face_boxes` ``(mx, my, bs)``.
+    """
+    mx, my, bs = boxes.double().numpy().T
+    x0, x1 = mx - bs * (1 + crop_scale), mx + bs * (1 + crop_scale)
+    y0, y1 = my - bs, my + bs * (1 + 2 * crop_scale)
+    kx, ky = size / (x1 - x0), size / (y1 - y0)
+    out = np.zeros((len(mx), 2, 3))
+    # Crop edges x0 -> -0.5 and x1 -> size - 0.5 (pixel centres at integers, edges at half pixels).
+    out[:, 0, 0], out[:, 0, 2] = kx, -0.5 - kx * x0
+    out[:, 1, 1], out[:, 1, 2] = ky, -0.5 - ky * y0
+    return out
+
+
+def rescale_matrices(matrices: np.ndarray, from_size: int, to_size: int) -> np.ndarray:
+    """Matrices of a ``from_size`` crop turned into those of the same crop at ``to_size``."""
+    k = to_size / from_size
+    out = np.array(matrices, dtype=np.float64, copy=True)
+    out[:, :, :2] *= k
+    out[:, :, 2] = k * (out[:, :, 2] + 0.5) - 0.5
+    return out
+
+
+def transform_points(points: Tensor | np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Landmarks ``(T, 68, D)`` moved into the crop: x, y by the matrix, depth (if any) by its scale."""
+    pts = np.asarray(points, dtype=np.float64)
+    out = pts.copy()
+    out[..., :2] = pts[..., :2] @ matrices[:, :, :2].transpose(0, 2, 1) + matrices[:, None, :, 2]
+    if pts.shape[-1] > 2:
+        out[..., 2:] *= np.sqrt(np.abs(np.linalg.det(matrices[:, :, :2])))[:, None, None]
+    return out.astype(np.float32)
+
+
+def warp_faces(frames: Tensor, matrices: np.ndarray, size: int, border: str = "replicate") -> Tensor:
+    """Warp frame ``t`` with ``matrices[t]`` into a ``size`` crop (OpenCV ``warpAffine``, bilinear).
+
+    Args:
+        frames: ``(T, 3, H, W)`` uint8 RGB, or ``(1, 3, H, W)`` for one frame warped ``T`` times.
+        matrices: ``(T, 2, 3)`` frame pixels -> crop pixels.
+        size: crop side.
+        border: ``"replicate"`` (edge pixels: no hard edge for LPIPS/FID to see) or ``"pad"``
+            (syncnet_python's grey 110).
+
+    Returns:
+        ``(T, 3, size, size)`` uint8.
+    """
+    import cv2
+
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"expected (T, 3, H, W) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
+    if frames.shape[0] not in (1, len(matrices)):
+        raise ValueError(f"{frames.shape[0]} frames for {len(matrices)} matrices")
+    images = frames.permute(0, 2, 3, 1).numpy()
+    mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
+    pad = (int(PAD_VALUE),) * 3
+    out = np.stack([
+        cv2.warpAffine(images[min(t, len(images) - 1)], np.asarray(m, np.float64), (size, size),
+                       flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=pad)
+        for t, m in enumerate(matrices)
+    ])  # fmt: skip
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
 def face_boxes(landmarks: Tensor, smooth: int = 13) -> Tensor:
