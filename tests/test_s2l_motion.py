@@ -103,3 +103,13 @@ def test_predict_records_the_motion_seed() -> None:
         system.predict_step(batch, 0)
     arrays = stitch_windows(batch["clip"][0], system._predictions[batch["clip"][0]])
     assert int(arrays["motion_seed"]) == 7
+
+
+def test_frame_noise_is_slow_and_unit_variance() -> None:
+    net = SpeechToLandmarksNet(**TINY, noise_dim=8)
+    noise = torch.randn(256, 65, 8, generator=torch.Generator().manual_seed(0))
+    frames = net.sequentializer.frame_noise(noise)  # (B, T, 8)
+    assert frames.shape == (256, 64, 8)
+    lag1 = (frames[:, 1:] * frames[:, :-1]).mean((0, 1)) / frames.pow(2).mean((0, 1))
+    assert (lag1 - 0.9).abs().max() < 0.05  # AR(1) coefficient 0.9: temporally coherent
+    assert (frames.std((0, 1)) - 1.0).abs().max() < 0.05  # stationary, unit variance
