@@ -23,6 +23,13 @@ table and the motion table. Criteria (exit status 1 when one fails):
   yaw, pitch in [0.8, 1.25] (per emotion, averaged over emotions); Frechet motion distance at
   most half the deterministic model's; head-motion / speech-energy correlation at least half the
   real clips'; M-LMD at most 10 % above the deterministic model's; emotion accuracy >= 0.95.
+
+Measured (seed 0, 2 busy CPU cores, 859 s): stochastic / deterministic std ratios head yaw 1.03 /
+0.08, pitch 1.15 / 0.36, gaze yaw 0.88 / 0.07, pitch 0.89 / 0.11; motion FD 27.2 / 66.4; emotion
+accuracy 1.0 / 1.0 -- these pass. Two do not yet: the head-speed / energy correlation (-0.03
+against 0.27 real; the deterministic model has 0.36: the sampled head moves about twice as fast as
+the real one between frames, velocity ratio 2.5, which drowns the voice-driven nods) and M-LMD
+(1.42 against 1.24; other runs of the same design measured 1.09 to 1.35, so it varies by run).
 """
 
 from __future__ import annotations
