@@ -39,14 +39,15 @@ def clip_features(actor: str, seed: int = 0) -> list[tuple[np.ndarray, int]]:
         for level in levels_of(emotion):
             # The same random stream, in the same order, as mini_mead.make_clip.
             rng = mini_mead._rng(seed, "clip", actor, emotion, level, 0)
-            _, envelope, roundness = mini_mead.synthesize_speech(
-                rng, SECONDS, identity, emotion, level, mini_mead.SAMPLE_RATE
+            speech = mini_mead.synthesize_speech(rng, SECONDS, identity, emotion, level, mini_mead.SAMPLE_RATE)
+            envelope, roundness, stress, accent = (
+                mini_mead.per_frame(signal, frames, mini_mead.SAMPLE_RATE, mini_mead.FPS)
+                for signal in (speech.envelope, speech.roundness, speech.stress, speech.accent)
             )
-            envelope = mini_mead.per_frame(envelope, frames, mini_mead.SAMPLE_RATE, mini_mead.FPS)
-            roundness = mini_mead.per_frame(roundness, frames, mini_mead.SAMPLE_RATE, mini_mead.FPS)
-            shapes = mini_mead.face_shapes(identity, emotion, level, np.clip(envelope, 0.0, 1.0), roundness)
-            euler, shift = mini_mead.head_pose(rng, frames, emotion, level, mini_mead.FPS, envelope)
+            euler, shift = mini_mead.head_pose(rng, frames, emotion, level, mini_mead.FPS, envelope, stress, accent)
             gaze = mini_mead.gaze_track(rng, frames, emotion, level, mini_mead.FPS)  # (T, 2, 2)
+            blink = mini_mead.blink_track(rng, frames, emotion, level, mini_mead.FPS)
+            shapes = mini_mead.face_shapes(identity, emotion, level, np.clip(envelope, 0.0, 1.0), roundness, blink)
             rotation = euler_to_matrix(torch.from_numpy(euler)).numpy()  # (T, 3, 3)
             posed = np.einsum("tij,tnj->tni", rotation, shapes)[..., :2] + shift[:, None, :]  # (T, 68, 2)
             out.append((np.concatenate([posed.mean(0).ravel(), gaze.mean(0).ravel()]), EMOTIONS.index(emotion)))

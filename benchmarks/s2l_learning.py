@@ -1,18 +1,35 @@
 """Proof that stage 1 (SpeechToLandmarks) learns, on the embedded mini-MEAD's held-out actor.
 
-    python benchmarks/s2l_learning.py            # ~3 min on 2 CPU cores (at most ~10), fixed seed
+    python benchmarks/s2l_learning.py            # ~5 min on 2 idle CPU cores (~15 busy), fixed seed
 
     python benchmarks/s2l_learning.py --seed 1   # the slow test runs seed 0; seed 1 passes too
 
 Steps: train the collaborative cue emotion classifier on real cue windows (its checkpoint is then
 loaded frozen by S2L, as ``configs/s2l.yaml`` does with ``emotion_classifier_checkpoint``), train
-S2L, train the no-emotion-loss ablation, then evaluate free-running generation on the test
-actor's windows and print the learning table. Criteria (exit status 1 when one fails):
+S2L (stochastic pose and gaze, ``noise_dim`` 16), the deterministic S2L (``noise_dim`` 0, the
+ablation and the model before stochastic motion) and, with ``--ablations``, the no-emotion-loss
+ablation (reported only; off by default to keep the slow test's time), then evaluate
+free-running generation (seeded samples) on the test actor's windows and print the learning
+table and the motion table. Criteria (exit status 1 when one fails):
 
 * M-LMD at least 30 % lower than (a) the still reference face and (b) the same model with the
   audio features zeroed;
-* emotion accuracy (frozen classifier) of generated sequences >= 0.8 (the ablation is reported);
-* gaze and head-rotation errors below the "predict the training mean" baseline.
+* emotion accuracy (frozen classifier) of generated sequences >= 0.8 (the ablation is reported
+  when trained);
+* gaze and head-rotation errors below the "predict the training mean" baseline (the
+  deterministic model; a sample of the stochastic one is not a point estimate, its error includes
+  the motion's own spread, so it is reported only);
+* motion (issue 12), stochastic S2L: generated / real within-clip std of head yaw, pitch, gaze
+  yaw, pitch in [0.8, 1.25] (per emotion, averaged over emotions); Frechet motion distance at
+  most half the deterministic model's; head-motion / speech-energy correlation at least half the
+  real clips'; M-LMD at most 10 % above the deterministic model's; emotion accuracy >= 0.95.
+
+Measured (seed 0, 2 busy CPU cores, 859 s): stochastic / deterministic std ratios head yaw 1.03 /
+0.08, pitch 1.15 / 0.36, gaze yaw 0.88 / 0.07, pitch 0.89 / 0.11; motion FD 27.2 / 66.4; emotion
+accuracy 1.0 / 1.0 -- these pass. Two do not yet: the head-speed / energy correlation (-0.03
+against 0.27 real; the deterministic model has 0.36: the sampled head moves about twice as fast as
+the real one between frames, velocity ratio 2.5, which drowns the voice-driven nods) and M-LMD
+(1.42 against 1.24; other runs of the same design measured 1.09 to 1.35, so it varies by run).
 """
 
 from __future__ import annotations
@@ -29,6 +46,13 @@ import torch
 
 M_LMD_MARGIN = 0.30
 MIN_EMOTION_ACCURACY = 0.80
+MOTION_STD_RANGE = (0.8, 1.25)
+MOTION_CUES_CHECKED = ("head_yaw", "head_pitch", "gaze_yaw", "gaze_pitch")
+MAX_FD_FRACTION = 0.5
+MIN_ENERGY_CORRELATION_FRACTION = 0.5
+MAX_M_LMD_INCREASE = 0.10
+MIN_STOCHASTIC_EMOTION_ACCURACY = 0.95
+NOISE_DIM = 16
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
              "OpenMP thread spin-waits: one run measured 75 s idle but 690 s with another job running)",
     )  # fmt: skip
     parser.add_argument("--classifier-epochs", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=12, help="S2L epochs (each of the two S2L runs)")
+    parser.add_argument("--epochs", type=int, default=12, help="S2L epochs (each S2L run)")
+    parser.add_argument("--ablations", action="store_true", help="also train the no-emotion-loss ablation")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=int, default=32, help="frames per training window")
     parser.add_argument("--cache-dir", default=None, help="preprocessed cache (default: the embedded mini-MEAD)")
@@ -102,8 +127,9 @@ def train_s2l(args: argparse.Namespace, datamodule: Any, root: Path, classifier:
     from emoface.networks import CueEmotionClassifierNet, SpeechToLandmarksNet
 
     L.seed_everything(args.seed, verbose=False)
+    noise_dim = kwargs.pop("noise_dim", NOISE_DIM)
     model = SpeechToLandmarks(
-        SpeechToLandmarksNet(audio_dim=64, hidden=128),
+        SpeechToLandmarksNet(audio_dim=64, hidden=128, noise_dim=noise_dim),
         CueEmotionClassifierNet(),
         emotion_classifier_checkpoint=str(classifier),
         sampling_start=50,
@@ -132,18 +158,26 @@ def training_means(datamodule: Any) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def evaluate(models: dict[str, Any], datamodule: Any, means: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """Free-running evaluation of every row of the table on the test windows (means over windows)."""
-    from emoface.geometry.rotations import euler_to_matrix
+    from emoface.geometry.rotations import euler_to_matrix, matrix_to_euler
+    from emoface.metrics import FrechetMotionDistance, MotionEnergyCorrelation, MotionStatistics
     from emoface.metrics import functional as MF
 
     rows: dict[str, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
+    motion = {name: (MotionStatistics(), FrechetMotionDistance(), MotionEnergyCorrelation()) for name in models}
     model = models["S2L"]
     for batch in datamodule.test_dataloader():
         scale = batch["scale"][..., None, None]
         true = batch["normalized_landmarks"] * scale
+        energy = MF.speech_energy(batch["audio"], batch["scale"].shape[1])
         for name, system in models.items():
-            out = system.generate(batch)
+            out = system.generate(batch)  # stochastic: seeded per clip and start (motion_seed 0)
             for key, value in system.evaluate(out, batch).items():
                 rows[name][key].append(value)
+            euler = matrix_to_euler(out.rotation)
+            statistics, frechet, correlation = motion[name]
+            statistics.update(euler, out.gaze, batch["euler"], batch["gaze"], batch["emotion"])
+            frechet.update(euler, out.gaze, batch["euler"], batch["gaze"])
+            correlation.update(euler, batch["euler"], energy)
         silent = dict(batch, audio=torch.zeros_like(batch["audio"]))
         for key, value in model.evaluate(model.generate(silent), silent).items():
             rows["S2L, audio zeroed"][key].append(value)
@@ -161,7 +195,19 @@ def evaluate(models: dict[str, Any], datamodule: Any, means: dict[str, torch.Ten
         pose = MF.pose_error(rotation, batch["rotation"], translation, batch["translation"])
         rows["train mean"]["rotation_error"].append(pose["rotation"])
         rows["train mean"]["translation_error"].append(pose["translation"])
-    return {name: {k: float(torch.cat(v).mean()) for k, v in metrics.items()} for name, metrics in rows.items()}
+    results = {name: {k: float(torch.cat(v).mean()) for k, v in metrics.items()} for name, metrics in rows.items()}
+    for name, (statistics, frechet, correlation) in motion.items():
+        values = statistics.compute()
+        results[name].update({f"std_ratio/{cue}": float(values[f"std_ratio/{cue}"]) for cue in MF.MOTION_CUES})
+        results[name]["velocity_ratio"] = float(values["velocity_ratio"])
+        results[name]["motion_fd"] = float(frechet.compute())
+        corr = correlation.compute()
+        results[name]["energy_corr"] = float(corr["generated"])
+        results["real cues"]["energy_corr"] = float(corr["real"])
+        results["real cues"].update({f"std_ratio/{cue}": 1.0 for cue in MF.MOTION_CUES})
+        results["real cues"]["motion_fd"] = 0.0
+        results["real cues"]["velocity_ratio"] = 1.0
+    return results
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
@@ -173,24 +219,56 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def motion_table(results: dict[str, dict[str, float]]) -> str:
+    """Generated / real within-clip motion (per emotion, averaged), motion FD and energy correlation."""
+    columns = [f"std_ratio/{cue}" for cue in ("head_yaw", "head_pitch", "head_roll", "gaze_yaw", "gaze_pitch")]
+    columns += ["velocity_ratio", "motion_fd", "energy_corr", "m_lmd", "emotion_accuracy"]
+    names = [c.replace("std_ratio/", "") for c in columns]
+    lines = [f"{'':<24}" + "".join(f"{c:>17}" for c in names)]
+    for name in ("S2L", "S2L, deterministic", "S2L, no emotion loss", "real cues"):
+        if name not in results:
+            continue
+        cells = "".join(f"{results[name][c]:>17.3f}" if c in results[name] else f"{'-':>17}" for c in columns)
+        lines.append(f"{name:<24}{cells}")
+    return "\n".join(lines)
+
+
 def criteria(results: dict[str, dict[str, float]]) -> list[tuple[str, bool]]:
-    s2l = results["S2L"]
+    s2l, det, real = results["S2L"], results["S2L, deterministic"], results["real cues"]
     limit = 1.0 - M_LMD_MARGIN
-    return [
+    checks = [
         (f"M-LMD <= {limit:.2f} x still reference ({s2l['m_lmd']:.3f} vs {results['still reference']['m_lmd']:.3f})",
          s2l["m_lmd"] <= limit * results["still reference"]["m_lmd"]),
         (f"M-LMD <= {limit:.2f} x audio zeroed ({s2l['m_lmd']:.3f} vs {results['S2L, audio zeroed']['m_lmd']:.3f})",
          s2l["m_lmd"] <= limit * results["S2L, audio zeroed"]["m_lmd"]),
         (f"emotion accuracy >= {MIN_EMOTION_ACCURACY} ({s2l['emotion_accuracy']:.3f}; without emotion loss: "
-         f"{results['S2L, no emotion loss']['emotion_accuracy']:.3f})", s2l["emotion_accuracy"] >= MIN_EMOTION_ACCURACY),
-        (f"gaze error < train mean ({s2l['gaze_error']:.2f} vs {results['train mean']['gaze_error']:.2f} deg)",
-         s2l["gaze_error"] < results["train mean"]["gaze_error"]),
-        (f"rotation error < train mean ({s2l['rotation_error']:.2f} vs {results['train mean']['rotation_error']:.2f} deg)",
-         s2l["rotation_error"] < results["train mean"]["rotation_error"]),
-        (f"translation error < train mean ({s2l['translation_error']:.2f} vs "
+         f"{results.get('S2L, no emotion loss', {}).get('emotion_accuracy', float('nan')):.3f})",
+         s2l["emotion_accuracy"] >= MIN_EMOTION_ACCURACY),
+        (f"deterministic gaze error < train mean ({det['gaze_error']:.2f} vs {results['train mean']['gaze_error']:.2f} deg)",
+         det["gaze_error"] < results["train mean"]["gaze_error"]),
+        (f"deterministic rotation error < train mean ({det['rotation_error']:.2f} vs "
+         f"{results['train mean']['rotation_error']:.2f} deg)", det["rotation_error"] < results["train mean"]["rotation_error"]),
+        (f"deterministic translation error < train mean ({det['translation_error']:.2f} vs "
          f"{results['train mean']['translation_error']:.2f} px)",
-         s2l["translation_error"] < results["train mean"]["translation_error"]),
-    ]  # fmt: skip
+         det["translation_error"] < results["train mean"]["translation_error"]),
+    ]
+    low, high = MOTION_STD_RANGE
+    for cue in MOTION_CUES_CHECKED:
+        ratio = s2l[f"std_ratio/{cue}"]
+        checks.append((f"{cue} generated/real motion std in [{low}, {high}] ({ratio:.2f}; deterministic "
+                       f"{det[f'std_ratio/{cue}']:.2f})", low <= ratio <= high))
+    checks += [
+        (f"motion FD <= {MAX_FD_FRACTION} x deterministic ({s2l['motion_fd']:.2f} vs {det['motion_fd']:.2f})",
+         s2l["motion_fd"] <= MAX_FD_FRACTION * det["motion_fd"]),
+        (f"head motion / speech energy correlation >= {MIN_ENERGY_CORRELATION_FRACTION} x real "
+         f"({s2l['energy_corr']:.3f} vs {real['energy_corr']:.3f}; deterministic {det['energy_corr']:.3f})",
+         s2l["energy_corr"] >= MIN_ENERGY_CORRELATION_FRACTION * real["energy_corr"]),
+        (f"M-LMD <= {1 + MAX_M_LMD_INCREASE:.2f} x deterministic ({s2l['m_lmd']:.3f} vs {det['m_lmd']:.3f})",
+         s2l["m_lmd"] <= (1 + MAX_M_LMD_INCREASE) * det["m_lmd"]),
+        (f"stochastic emotion accuracy >= {MIN_STOCHASTIC_EMOTION_ACCURACY} ({s2l['emotion_accuracy']:.3f}; "
+         f"deterministic {det['emotion_accuracy']:.3f})", s2l["emotion_accuracy"] >= MIN_STOCHASTIC_EMOTION_ACCURACY),
+    ]
+    return checks  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,14 +289,23 @@ def main(argv: list[str] | None = None) -> int:
     classifier = train_classifier(args, datamodule, root)
     print(f"[{time.time() - start:6.0f}s] collaborative classifier trained -> {classifier}", flush=True)
     full = train_s2l(args, datamodule, root, classifier, "s2l")
-    print(f"[{time.time() - start:6.0f}s] S2L trained", flush=True)
-    ablation = train_s2l(args, datamodule, root, classifier, "s2l_no_emotion_loss", emotion_loss_weight=0.0)
-    print(f"[{time.time() - start:6.0f}s] S2L without emotion loss trained", flush=True)
-    results = evaluate({"S2L": full, "S2L, no emotion loss": ablation}, datamodule, training_means(datamodule))
-    order = ["S2L", "S2L, no emotion loss", "S2L, audio zeroed", "still reference", "train mean", "real cues"]
-    results = {name: results[name] for name in order}
+    print(f"[{time.time() - start:6.0f}s] S2L (stochastic motion) trained", flush=True)
+    deterministic = train_s2l(args, datamodule, root, classifier, "s2l_deterministic", noise_dim=0)
+    print(f"[{time.time() - start:6.0f}s] S2L deterministic trained", flush=True)
+    models = {"S2L": full, "S2L, deterministic": deterministic}
+    if args.ablations:
+        models["S2L, no emotion loss"] = train_s2l(args, datamodule, root, classifier, "s2l_no_emotion_loss",
+                                                   emotion_loss_weight=0.0)  # fmt: skip
+        print(f"[{time.time() - start:6.0f}s] S2L without emotion loss trained", flush=True)
+    results = evaluate(models, datamodule, training_means(datamodule))
+    order = ["S2L", "S2L, deterministic", "S2L, no emotion loss", "S2L, audio zeroed", "still reference", "train mean",
+             "real cues"]  # fmt: skip
+    results = {name: results[name] for name in order if name in results}
     print("\nS2L learning table (mini-MEAD test actor, free-running; landmark distances in px, angles in deg)")
     print(table(results))
+    print("\nS2L motion table (generated / real within-clip std per cue, and mean velocity over cues, per emotion and "
+          "averaged over emotions; motion FD in deg^2; head-speed / speech-energy correlation)")
+    print(motion_table(results))
     checks = criteria(results)
     print()
     for text, ok in checks:

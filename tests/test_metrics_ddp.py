@@ -14,8 +14,11 @@ from emoface.metrics import (
     PSNR,
     SSIM,
     EmotionAccuracy,
+    FrechetMotionDistance,
     GazeError,
     LandmarkDistance,
+    MotionEnergyCorrelation,
+    MotionStatistics,
     PoseError,
     SyncScore,
 )
@@ -38,6 +41,7 @@ class _Clips(Dataset):
         self.pose = torch.randn(N_VIDEOS, 7, 3, generator=g) * 20
         self.pose_fake = self.pose + torch.randn(self.pose.shape, generator=g) * 2
         self.emotion = torch.arange(N_VIDEOS) % 8
+        self.energy = torch.rand(N_VIDEOS, 7, generator=g)
 
     def __len__(self) -> int:
         return N_VIDEOS
@@ -47,6 +51,7 @@ class _Clips(Dataset):
             "real": self.real[i], "fake": self.fake[i], "audio": self.audio[i],
             "lm": self.lm[i], "lm_fake": self.lm_fake[i], "gaze": self.gaze[i], "gaze_fake": self.gaze_fake[i],
             "pose": self.pose[i], "pose_fake": self.pose_fake[i], "emotion": self.emotion[i],
+            "energy": self.energy[i],
         }  # fmt: skip
 
 
@@ -81,6 +86,9 @@ def _metrics(inception: torch.nn.Module) -> dict[str, torch.nn.Module]:
         "lmd": LandmarkDistance(),
         "gaze": GazeError(),
         "pose": PoseError(with_translation=False),
+        "motion": MotionStatistics(),
+        "motion_fd": FrechetMotionDistance(),
+        "motion_energy": MotionEnergyCorrelation(),
     }
 
 
@@ -95,6 +103,9 @@ def _update(metrics: dict, batch: dict) -> None:
     metrics["lmd"].update(batch["lm_fake"], batch["lm"])
     metrics["gaze"].update(batch["gaze_fake"], batch["gaze"])
     metrics["pose"].update(batch["pose_fake"], batch["pose"])
+    metrics["motion"].update(batch["pose_fake"], batch["gaze_fake"], batch["pose"], batch["gaze"], batch["emotion"])
+    metrics["motion_fd"].update(batch["pose_fake"], batch["gaze_fake"], batch["pose"], batch["gaze"])
+    metrics["motion_energy"].update(batch["pose_fake"], batch["pose"], batch["energy"])
 
 
 def _flatten(metrics: dict) -> dict[str, float]:

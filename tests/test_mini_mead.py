@@ -122,3 +122,64 @@ def test_cli_verb_writes_a_tree(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [["--size", "33"], ["--speakers", "0"], ["--seconds", "0"]])
 def test_cli_rejects_bad_values(tmp_path: Path, bad: list[str]) -> None:
     assert main(["mini-mead", str(tmp_path / "m"), *bad]) == 2
+
+
+def test_head_motion_follows_prosody(mini_mead_small: Path) -> None:
+    """Head pitch rises (nods) with the speech energy, and more on stressed syllables."""
+    energy_corr, stress_gain = [], []
+    for truth_file in sorted(mini_mead_small.glob("*/groundtruth/*/level_*/*.npz")):
+        truth = load_npz(truth_file)
+        waveform = read_audio(Path(str(truth_file).replace("/groundtruth/", "/audio/")).with_suffix(".m4a"))
+        frames = len(truth["euler"])
+        waveform = np.pad(waveform, (0, max(0, frames * 640 - len(waveform))))[: frames * 640]
+        energy = np.sqrt((waveform.reshape(frames, 640) ** 2).mean(1))
+        energy_corr.append(np.corrcoef(energy, truth["euler"][:, 1])[0, 1])
+        stressed = truth["speech_stress"] > 0.5
+        if stressed.any() and (~stressed).any():
+            stress_gain.append(truth["euler"][stressed, 1].mean() - truth["euler"][~stressed, 1].mean())
+    assert np.mean(energy_corr) > 0.3
+    assert len(stress_gain) > 10 and np.mean(stress_gain) > 1.0
+
+
+def _motion_tracks(emotion: str, clips: int = 24) -> list[dict[str, np.ndarray]]:
+    """Generator-level tracks (no rendering) of ``clips`` 2-second level-3 clips."""
+    from emoface.datamodules import mini_mead as mm
+
+    out = []
+    for index in range(clips):
+        rng = mm._rng(0, "test", emotion, index)
+        out.append({"gaze": mm.gaze_track(rng, 50, emotion, 3, 25), "blink": mm.blink_track(rng, 50, emotion, 3, 25)})
+    return out
+
+
+def test_saccade_and_blink_rates_depend_on_the_emotion() -> None:
+    def saccades(emotion: str) -> float:  # gaze jumps > 2 deg per frame, per second
+        return float(np.mean([(np.abs(np.diff(t["gaze"][:, 0, 0])) > 2.0).sum() / 2.0 for t in _motion_tracks(emotion)]))
+
+    def blinks(emotion: str) -> float:  # blink onsets per second
+        return float(np.mean([(np.diff((t["blink"] > 0.5).astype(int)) == 1).sum() / 2.0 for t in _motion_tracks(emotion)]))
+
+    assert saccades("fear") > 2.0 * saccades("angry")
+    assert saccades("fear") > 2.0 * saccades("sad")
+    assert blinks("fear") > 2.0 * blinks("surprised")
+
+
+def test_blinks_close_the_lids(mini_mead_small: Path) -> None:
+    openings, closed = [], []
+    for truth_file in sorted(mini_mead_small.glob("*/groundtruth/*/level_*/*.npz")):
+        truth = load_npz(truth_file)
+        lids = truth["normalized_landmarks"][:, [40, 41], 1].mean(1) - truth["normalized_landmarks"][:, [37, 38], 1].mean(1)
+        if (truth["blink"] > 0.9).any():
+            closed.append(lids[truth["blink"] > 0.9].mean() / lids[truth["blink"] == 0].mean())
+        openings.append((truth["blink"] > 0.5).mean())
+    assert closed and max(closed) < 0.3
+    assert 0.0 < np.mean(openings) < 0.2
+
+
+def test_cache_key_names_the_generator_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emoface.datamodules import MEADDataModule
+    from emoface.datamodules.mini_mead import GENERATOR_VERSION
+
+    monkeypatch.setenv("EMOFACE_CACHE", str(tmp_path))
+    dm = MEADDataModule(mini_mead_speakers=3, mini_mead_clips=1, mini_mead_seconds=1.0, size=64)
+    assert dm.cache_dir.parent.name.startswith(f"v{GENERATOR_VERSION}-") and GENERATOR_VERSION >= 2

@@ -71,9 +71,13 @@ def test_fit_writes_checkpoints_metrics_and_figures_and_resume_continues(
     straight = losses_by_step(rows)
     logged = set().union(*[{k for k, v in r.items() if v} for r in rows])
     for key in ("val/lmd", "val/m_lmd", "val/f_lmd", "val/gaze_error", "val/rotation_error",
-                "val/translation_error", "val/emotion_accuracy", "val/posed_lmd", "train/landmark"):  # fmt: skip
+                "val/translation_error", "val/emotion_accuracy", "val/posed_lmd", "train/landmark",
+                "train/motion", "val/motion/std_ratio/head_yaw", "val/motion/std_ratio/gaze_pitch",
+                "val/motion/velocity_ratio/head_pitch", "val/motion_fd", "val/motion_energy_corr",
+                "val/motion_energy_corr_real"):  # fmt: skip
         assert key in logged, key
     assert list(straight_dir.rglob("figures/val_cues_epoch001.png"))
+    assert list(straight_dir.rglob("figures/val_motion_epoch001.png"))  # generated beside real motion per emotion
     assert list(straight_dir.rglob("figures/val_cue_frames_epoch001_step000004.png"))  # landmarks/gaze/pose grid
     videos = [p.name for p in straight_dir.rglob("figures/val_cue_video_*.mp4")]
     assert videos == ["val_cue_video_epoch000_step000002.mp4"]  # every 2 epochs: epoch 0 only
@@ -113,6 +117,13 @@ def test_fit_writes_checkpoints_metrics_and_figures_and_resume_continues(
         assert data["translation"].shape == (frames, 3) and data["scale"].shape == (frames,)
         assert str(data["clip"]) == files[0].relative_to(cues).with_suffix("").as_posix()
         assert np.isfinite(data["relocated"]).all()
+        assert int(data["motion_seed"]) == 0
+        rotation = data["rotation"].copy()
+    # another motion seed: the same clip's pose is another sample (configs/tests/tiny_s2l.yaml is stochastic)
+    other = run_in("reseeded", "predict", *configs(S2L), "--ckpt_path", str(last_path),
+                   "--model.init_args.motion_seed", "1") / "predictions"  # fmt: skip
+    with np.load(other / files[0].relative_to(cues)) as data:
+        assert int(data["motion_seed"]) == 1 and np.abs(data["rotation"] - rotation).max() > 1e-5
 
 
 def test_frozen_classifier_from_a_cli_checkpoint(in_tmp: Path) -> None:

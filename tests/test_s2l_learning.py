@@ -20,4 +20,5 @@ def test_s2l_learning_table_meets_its_criteria(tmp_path: Path) -> None:
     )  # fmt: skip
     print(result.stdout[-5000:])
     assert "S2L learning table" in result.stdout, result.stderr[-5000:]
+    assert "S2L motion table" in result.stdout and "S2L, deterministic" in result.stdout
     assert result.returncode == 0, result.stdout[-3000:]

@@ -131,7 +131,10 @@ class MEADDataModule(LightningDataModule):
             digest = hashlib.sha1(str(self.raw_root.resolve()).encode()).hexdigest()[:10]
             self.cache_dir = user_cache_root() / "preprocessed" / f"{self.raw_root.name}-{digest}-{size}"
         else:
-            tag = f"s{mini_mead_speakers}-c{mini_mead_clips}-t{mini_mead_seconds:g}-{size}"
+            from emoface.datamodules.mini_mead import GENERATOR_VERSION
+
+            # The generator version is in the key: a cache made by an older generator is never reused.
+            tag = f"v{GENERATOR_VERSION}-s{mini_mead_speakers}-c{mini_mead_clips}-t{mini_mead_seconds:g}-{size}"
             self.raw_root = user_cache_root() / "mini-mead" / tag / "raw"
             self.cache_dir = user_cache_root() / "mini-mead" / tag / "cache"
             self._build_mini_mead = True

@@ -10,6 +10,14 @@ by construction:
   the intensity level;
 * head pose and gaze follow emotion-dependent statistics (sad looks down, surprised moves
   more, contempt glances sideways, ...);
+* head motion partly follows the speech's prosody: every syllable nods the head with its
+  loudness (``2 deg x envelope``), stressed syllables (louder, with a pitch accent) add a
+  stronger nod (down then back, scaled by the emotion's motion) and each pitch accent starts a
+  short head turn of random side (its size is predictable from the audio, its side is not); the
+  rest is slow emotion-scaled wander (:func:`head_pose`);
+* gaze holds fixations and jumps between them by 2-frame saccades; fixation length, and so the
+  saccade rate, depends on the emotion (fear darts, anger and sadness stare; :func:`gaze_track`);
+* the eyes blink at an emotion-dependent rate (lids close over ~5 frames; :func:`blink_track`);
 * identity (face shape, skin tone, iris colour, voice pitch) varies by actor.
 
 Audio is synthetic voiced speech (a glottal harmonic series shaped by per-syllable formants,
@@ -17,7 +25,8 @@ emotion-dependent pitch and energy) at 16 kHz. Frames are shaded renderings (ski
 sclera, iris and pupil, nose, lips and mouth interior). Ground truth per clip is written to a
 sidecar ``<actor>/groundtruth/<emotion>/level_<k>/<nnn>.npz`` (keys in docs/data_format.md),
 and ``mini_mead.json`` at the root records the generation settings and a speaker split.
-Everything is deterministic for a seed.
+Everything is deterministic for a seed. :data:`GENERATOR_VERSION` is part of the embedded
+data module's cache key, so caches made by an older generator are never mixed in.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,6 +55,9 @@ from emoface.progress import ProgressReport
 
 FPS = 25
 SAMPLE_RATE = 16000
+GENERATOR_VERSION = 2
+"""Bumped whenever generated content changes (2: prosody-driven head motion, emotion-dependent
+saccade rates, blinks); recorded in ``mini_mead.json`` and part of the embedded cache's key."""
 LEVEL_INTENSITY = {1: 0.45, 2: 0.75, 3: 1.0}
 """Expression, pose and gaze offsets are scaled by this factor per MEAD intensity level."""
 
@@ -54,16 +67,17 @@ FEMALE_ACTORS = ("W011", "W014", "W016", "W018", "W019", "W021", "W023", "W024",
                  "W025", "W026", "W028", "W029", "W033", "W035", "W036", "W037")  # fmt: skip
 
 # Per emotion: pose mean (yaw, pitch, roll) deg, pose motion amplitude, gaze mean (yaw, pitch) deg,
-# gaze spread (yaw, pitch) deg, pitch factor of the voice, loudness, syllable rate (Hz).
+# gaze spread (yaw, pitch) deg, pitch factor of the voice, loudness, syllable rate (Hz), mean gaze
+# fixation length (s; shorter = more saccades) and blink rate (Hz).
 EMOTION_STYLE: dict[str, dict[str, tuple[float, ...] | float]] = {
-    "angry": dict(pose=(0.0, 4.0, 0.0), motion=1.2, gaze=(0.0, 2.0), gaze_spread=(3.0, 2.0), f0=1.15, loud=1.0, rate=4.6),
-    "contempt": dict(pose=(6.0, -1.0, 4.0), motion=0.7, gaze=(10.0, 0.0), gaze_spread=(4.0, 2.0), f0=0.95, loud=0.6, rate=3.4),
-    "disgusted": dict(pose=(-5.0, -2.0, -2.0), motion=0.9, gaze=(-8.0, 3.0), gaze_spread=(5.0, 2.0), f0=0.9, loud=0.7, rate=3.6),
-    "fear": dict(pose=(0.0, 2.0, 0.0), motion=1.3, gaze=(0.0, -1.0), gaze_spread=(12.0, 3.0), f0=1.3, loud=0.7, rate=4.8),
-    "happy": dict(pose=(0.0, -4.0, -3.0), motion=1.2, gaze=(0.0, -3.0), gaze_spread=(5.0, 2.0), f0=1.25, loud=0.9, rate=4.4),
-    "neutral": dict(pose=(0.0, 0.0, 0.0), motion=0.5, gaze=(0.0, 0.0), gaze_spread=(6.0, 2.5), f0=1.0, loud=0.7, rate=4.0),
-    "sad": dict(pose=(0.0, 9.0, 2.0), motion=0.4, gaze=(0.0, 9.0), gaze_spread=(4.0, 2.0), f0=0.85, loud=0.5, rate=3.0),
-    "surprised": dict(pose=(0.0, -6.0, 0.0), motion=1.6, gaze=(0.0, -4.0), gaze_spread=(7.0, 2.0), f0=1.35, loud=0.9, rate=4.2),
+    "angry": dict(pose=(0.0, 4.0, 0.0), motion=1.2, gaze=(0.0, 2.0), gaze_spread=(3.0, 2.0), f0=1.15, loud=1.0, rate=4.6, fixation=0.9, blink=0.2),
+    "contempt": dict(pose=(6.0, -1.0, 4.0), motion=0.7, gaze=(10.0, 0.0), gaze_spread=(4.0, 2.0), f0=0.95, loud=0.6, rate=3.4, fixation=0.7, blink=0.25),
+    "disgusted": dict(pose=(-5.0, -2.0, -2.0), motion=0.9, gaze=(-8.0, 3.0), gaze_spread=(5.0, 2.0), f0=0.9, loud=0.7, rate=3.6, fixation=0.5, blink=0.3),
+    "fear": dict(pose=(0.0, 2.0, 0.0), motion=1.3, gaze=(0.0, -1.0), gaze_spread=(12.0, 3.0), f0=1.3, loud=0.7, rate=4.8, fixation=0.22, blink=0.55),
+    "happy": dict(pose=(0.0, -4.0, -3.0), motion=1.2, gaze=(0.0, -3.0), gaze_spread=(5.0, 2.0), f0=1.25, loud=0.9, rate=4.4, fixation=0.5, blink=0.35),
+    "neutral": dict(pose=(0.0, 0.0, 0.0), motion=0.5, gaze=(0.0, 0.0), gaze_spread=(6.0, 2.5), f0=1.0, loud=0.7, rate=4.0, fixation=0.6, blink=0.3),
+    "sad": dict(pose=(0.0, 9.0, 2.0), motion=0.4, gaze=(0.0, 9.0), gaze_spread=(4.0, 2.0), f0=0.85, loud=0.5, rate=3.0, fixation=1.0, blink=0.4),
+    "surprised": dict(pose=(0.0, -6.0, 0.0), motion=1.6, gaze=(0.0, -4.0), gaze_spread=(7.0, 2.0), f0=1.35, loud=0.9, rate=4.2, fixation=0.35, blink=0.15),
 }
 
 
@@ -155,20 +169,47 @@ def _smooth_noise(rng: np.random.Generator, num: int, fps: float, cutoff_hz: flo
     return signal / math.sqrt((amps**2).sum() / 2)
 
 
+class Speech(NamedTuple):
+    """Synthetic speech and the audio-rate signals that drive the face.
+
+    Attributes:
+        waveform: ``(S,)`` float32.
+        envelope: ``(S,)`` in [0, 1], the syllable amplitude (drives the jaw).
+        roundness: ``(S,)`` in [0, 1], the vowel's lip rounding (from F2).
+        stress: ``(S,)`` in [0, 1], the envelope of stressed syllables only (zero elsewhere):
+            they are louder and carry a pitch accent; they drive the strong nods.
+        accent: ``(S,)`` in [0, 1], the pitch-accent bumps of F0 (a Gaussian per stressed
+            syllable, peaking at its centre); each starts a head turn.
+    """
+
+    waveform: np.ndarray
+    envelope: np.ndarray
+    roundness: np.ndarray
+    stress: np.ndarray
+    accent: np.ndarray
+
+
+STRESS_PROBABILITY = 0.3
+"""Probability that a syllable is stressed (louder, with a pitch accent)."""
+ACCENT_F0 = 0.15
+"""Relative F0 rise at the peak of a pitch accent."""
+
+
 def synthesize_speech(
     rng: np.random.Generator, seconds: float, identity: Identity, emotion: str, level: int, sample_rate: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Voiced speech-like audio with a syllable envelope.
+) -> Speech:
+    """Voiced speech-like audio with a syllable envelope, stressed syllables and pitch accents.
 
     Returns:
-        ``waveform (S,)`` float32, ``envelope (S,)`` in [0, 1] (the syllable amplitude, which
-        drives the jaw) and ``roundness (S,)`` in [0, 1] (the vowel's lip rounding, from F2).
+        :class:`Speech` (waveform and the audio-rate envelope, roundness, stress and accent).
     """
     style = EMOTION_STYLE[emotion]
     intensity = LEVEL_INTENSITY[level] if emotion != "neutral" else 0.0
     num = int(round(seconds * sample_rate))
     t = np.arange(num) / sample_rate
     envelope = np.zeros(num)
+    stress = np.zeros(num)
+    accent = np.zeros(num)
     roundness = np.zeros(num)
     f1 = np.full(num, 500.0)
     f2 = np.full(num, 1500.0)
@@ -179,16 +220,22 @@ def synthesize_speech(
         if rng.uniform() < 0.12:  # a pause between words
             position += duration
             continue
-        amplitude = rng.uniform(0.55, 1.0)
+        stressed = rng.uniform() < STRESS_PROBABILITY
+        amplitude = rng.uniform(0.9, 1.0) if stressed else rng.uniform(0.5, 0.85)
         vowel_f1, vowel_f2 = rng.uniform(300, 850), rng.uniform(800, 2300)
         inside = (t >= position) & (t < position + duration)
         phase = (t[inside] - position) / duration
-        envelope[inside] = np.maximum(envelope[inside], amplitude * np.sin(math.pi * phase) ** 1.5)
+        shape = amplitude * np.sin(math.pi * phase) ** 1.5
+        envelope[inside] = np.maximum(envelope[inside], shape)
+        if stressed:
+            stress[inside] = np.maximum(stress[inside], shape)
+            centre = position + 0.5 * duration
+            accent = np.maximum(accent, np.exp(-0.5 * ((t - centre) / (0.3 * duration)) ** 2))
         roundness[inside] = 1.0 - (vowel_f2 - 800.0) / 1500.0
         f1[inside], f2[inside] = vowel_f1, vowel_f2
         position += duration * rng.uniform(1.0, 1.25)
     f0_base = identity.f0 * (float(style["f0"]) ** (0.3 + 0.7 * intensity))
-    f0 = f0_base * (1.0 + 0.08 * _smooth_noise(rng, num, sample_rate, 2.0) + 0.1 * envelope)
+    f0 = f0_base * (1.0 + 0.08 * _smooth_noise(rng, num, sample_rate, 2.0) + 0.1 * envelope + ACCENT_F0 * accent)
     phase = 2 * math.pi * np.cumsum(f0) / sample_rate
     wave = np.zeros(num)
     for harmonic in range(1, 30):
@@ -204,7 +251,7 @@ def synthesize_speech(
     wave = wave / (np.abs(wave).max() + 1e-9)
     loudness = 0.35 + 0.5 * float(style["loud"]) * (0.5 + 0.5 * intensity)
     wave = loudness * envelope * wave + 0.003 * rng.normal(size=num)
-    return wave.astype(np.float32), envelope, np.clip(roundness, 0.0, 1.0)
+    return Speech(wave.astype(np.float32), envelope, np.clip(roundness, 0.0, 1.0), stress, accent)
 
 
 def per_frame(signal: np.ndarray, num_frames: int, sample_rate: int, fps: int) -> np.ndarray:
@@ -264,8 +311,44 @@ EYE_OPENNESS = {"angry": 0.75, "contempt": 0.95, "disgusted": 0.7, "fear": 1.3, 
 JAW_BASELINE = {"surprised": 0.35, "fear": 0.12, "happy": 0.08}
 
 
-def face_shapes(identity: Identity, emotion: str, level: int, mouth_open: np.ndarray, roundness: np.ndarray) -> np.ndarray:
-    """Canonical-frame landmarks per frame ``(T, 68, 3)``: identity + expression + speech."""
+BLINK_PROFILE = np.array([0.45, 0.95, 1.0, 0.6, 0.25])
+"""Lid closure over the frames of one blink (fast close, slower reopening; ~0.2 s at 25 fps)."""
+BLINK_CLOSURE = 0.9
+"""Fraction of the eye opening a full blink closes (the lid contour keeps a sliver)."""
+
+
+def blink_track(rng: np.random.Generator, num: int, emotion: str, level: int, fps: int) -> np.ndarray:
+    """Lid closure per frame ``(T,)`` in [0, 1]: blinks as a Poisson process at the emotion's rate.
+
+    The rate moves from the neutral rate to the emotion's with the intensity (fear blinks often,
+    surprise seldom); successive blinks are at least 0.4 s apart.
+    """
+    style, base = EMOTION_STYLE[emotion], EMOTION_STYLE["neutral"]
+    intensity = 0.0 if emotion == "neutral" else LEVEL_INTENSITY[level]
+    rate = float(base["blink"]) * (1 - intensity) + float(style["blink"]) * intensity
+    closure = np.zeros(num)
+    frame = rng.exponential(1.0 / rate) * fps * rng.uniform()  # the process started before the clip
+    while frame < num:
+        start = int(frame)
+        span = BLINK_PROFILE[: max(0, min(len(BLINK_PROFILE), num - start))]
+        closure[start : start + len(span)] = np.maximum(closure[start : start + len(span)], span)
+        frame += max(0.4 * fps, rng.exponential(1.0 / rate) * fps)
+    return closure
+
+
+def face_shapes(
+    identity: Identity,
+    emotion: str,
+    level: int,
+    mouth_open: np.ndarray,
+    roundness: np.ndarray,
+    blink: np.ndarray | None = None,
+) -> np.ndarray:
+    """Canonical-frame landmarks per frame ``(T, 68, 3)``: identity + expression + speech (+ blinks).
+
+    ``blink`` ``(T,)`` in [0, 1] closes the lids (each eye contour's height shrinks by
+    ``BLINK_CLOSURE * blink`` around its centre); ``None``: no blinks.
+    """
     intensity = 0.0 if emotion == "neutral" else LEVEL_INTENSITY[level]
     base = identity.shape + expression_offsets(emotion, intensity)
     openness = 1.0 + (EYE_OPENNESS[emotion] - 1.0) * intensity
@@ -288,41 +371,103 @@ def face_shapes(identity: Identity, emotion: str, level: int, mouth_open: np.nda
     width = 1.0 - 0.22 * roundness[:, None] * np.clip(mouth_open[:, None] * 2.0, 0.0, 1.0)
     shapes[:, mouth, 0] = center_x + (shapes[:, mouth, 0] - center_x) * width
     shapes[:, mouth, 2] -= 0.05 * roundness[:, None] * np.clip(mouth_open[:, None] * 2.0, 0.0, 1.0)
+    if blink is not None:
+        lids = 1.0 - BLINK_CLOSURE * np.clip(blink, 0.0, 1.0)[:, None]  # (T, 1)
+        for eye in EYES:
+            idx = list(eye)
+            center_y = shapes[:, idx, 1].mean(1, keepdims=True)
+            shapes[:, idx, 1] = center_y + (shapes[:, idx, 1] - center_y) * lids
     return shapes
 
 
-def head_pose(rng: np.random.Generator, num: int, emotion: str, level: int, fps: int,
-              envelope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Euler angles ``(T, 3)`` (yaw, pitch, roll) degrees and a translation jitter ``(T, 2)`` in canonical units."""
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True in a boolean ``(T,)``."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+
+
+NOD_DEGREES = 4.0
+"""Extra head pitch (down) at the peak of a stressed syllable, times the emotion's motion."""
+TURN_DEGREES = 4.0
+"""Head yaw of the turn a pitch accent starts, times the emotion's motion (random side)."""
+WANDER = 0.7
+"""Share of the slow head wander kept beside the prosodic motion (1.0 before generator 2)."""
+
+
+def head_pose(
+    rng: np.random.Generator,
+    num: int,
+    emotion: str,
+    level: int,
+    fps: int,
+    envelope: np.ndarray,
+    stress: np.ndarray | None = None,
+    accent: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Euler angles ``(T, 3)`` (yaw, pitch, roll) degrees and a translation jitter ``(T, 2)`` in canonical units.
+
+    Emotion statistics (mean posture, motion amplitude) plus prosody: every syllable nods with
+    its loudness (``envelope``), stressed syllables (``stress``, per frame) nod further, one
+    frame later, and each pitch accent (``accent``, per frame) starts a head turn of random side
+    that rises and returns over ~0.6 s. Without ``stress``/``accent`` only the loudness nods.
+    """
     style = EMOTION_STYLE[emotion]
     intensity = 0.0 if emotion == "neutral" else LEVEL_INTENSITY[level]
     mean = np.asarray(style["pose"]) * (0.4 + 0.6 * intensity) + rng.normal(0.0, 1.0, 3)
     motion = float(style["motion"]) ** (0.3 + 0.7 * intensity)
     euler = np.stack(
         [
-            mean[0] + 6.0 * motion * _smooth_noise(rng, num, fps, 0.6),
-            mean[1] + 3.0 * motion * _smooth_noise(rng, num, fps, 0.8) + 2.0 * envelope,  # speech nods
-            mean[2] + 2.0 * motion * _smooth_noise(rng, num, fps, 0.5),
+            mean[0] + WANDER * 6.0 * motion * _smooth_noise(rng, num, fps, 0.6),
+            mean[1] + WANDER * 3.0 * motion * _smooth_noise(rng, num, fps, 0.8) + 2.0 * envelope,  # speech nods
+            mean[2] + WANDER * 2.0 * motion * _smooth_noise(rng, num, fps, 0.5),
         ],
         1,
     )
+    if stress is not None:
+        delayed = np.concatenate([[0.0], stress[:-1]])  # the head follows the voice by ~40 ms
+        euler[:, 1] += NOD_DEGREES * motion * delayed
+    if accent is not None:
+        turn_len = int(0.6 * fps)
+        turn_shape = np.sin(np.linspace(0.0, math.pi, turn_len)) ** 2  # rise and return
+        for start, stop in _runs(accent > 0.3):
+            side = rng.choice([-1.0, 1.0])
+            begin = (start + stop) // 2 - turn_len // 4  # peaks just after the accent's peak
+            span = np.arange(begin, begin + turn_len)
+            keep = (span >= 0) & (span < num)
+            euler[span[keep], 0] += side * TURN_DEGREES * motion * turn_shape[keep]
     shift = 0.03 * motion * np.stack([_smooth_noise(rng, num, fps, 0.5), _smooth_noise(rng, num, fps, 0.5)], 1)
     return euler, shift
 
 
+SACCADE_FRAMES = 2
+"""Frames a saccade takes between two fixations (~80 ms at 25 fps)."""
+
+
 def gaze_track(rng: np.random.Generator, num: int, emotion: str, level: int, fps: int) -> np.ndarray:
-    """Per-eye gaze ``(T, 2, 2)`` (yaw, pitch) degrees: fixations with saccades between them."""
-    style = EMOTION_STYLE[emotion]
+    """Per-eye gaze ``(T, 2, 2)`` (yaw, pitch) degrees: fixations with saccades between them.
+
+    Fixation lengths are drawn around the emotion's mean (``fixation``, moving from neutral's
+    with the intensity): fear darts (many saccades), anger and sadness stare; each saccade is a
+    :data:`SACCADE_FRAMES`-frame ramp to the next target.
+    """
+    style, base = EMOTION_STYLE[emotion], EMOTION_STYLE["neutral"]
     intensity = 0.0 if emotion == "neutral" else LEVEL_INTENSITY[level]
     mean = np.asarray(style["gaze"]) * (0.3 + 0.7 * intensity)
     spread = np.asarray(style["gaze_spread"])
+    fixation = float(base["fixation"]) * (1 - intensity) + float(style["fixation"]) * intensity
     gaze = np.zeros((num, 2))
     frame = 0
+    previous: np.ndarray | None = None
     while frame < num:
-        hold = int(rng.uniform(0.25, 0.9) * fps)
+        hold = max(SACCADE_FRAMES + 1, int(rng.uniform(0.5, 1.5) * fixation * fps))
         target = mean + spread * rng.normal(size=2)
         target = np.clip(target, [-25.0, -11.0], [25.0, 13.0])
         gaze[frame : frame + hold] = target
+        if previous is not None:  # the saccade: a fast ramp from the previous fixation
+            ramp = np.arange(1, SACCADE_FRAMES + 1)[:, None] / (SACCADE_FRAMES + 1)
+            stop = min(frame + SACCADE_FRAMES, num)
+            gaze[frame:stop] = (previous + (target - previous) * ramp)[: stop - frame]
+        previous = target
         frame += hold
     gaze += rng.normal(0.0, 0.4, gaze.shape)  # fixational jitter
     vergence = np.array([[1.5, 0.0], [-1.5, 0.0]])  # the eyes converge slightly on the viewer
@@ -453,13 +598,17 @@ def make_clip(job: ClipJob) -> str:
     identity = make_identity(job.actor, cfg.seed)
     rng = _rng(cfg.seed, "clip", job.actor, job.emotion, job.level, job.index)
     num_frames = int(round(cfg.seconds * cfg.fps))
-    wave, envelope, roundness = synthesize_speech(rng, cfg.seconds, identity, job.emotion, job.level, cfg.sample_rate)
-    frame_envelope = per_frame(envelope, num_frames, cfg.sample_rate, cfg.fps)
-    frame_roundness = per_frame(roundness, num_frames, cfg.sample_rate, cfg.fps)
+    speech = synthesize_speech(rng, cfg.seconds, identity, job.emotion, job.level, cfg.sample_rate)
+    wave = speech.waveform
+    frame_envelope = per_frame(speech.envelope, num_frames, cfg.sample_rate, cfg.fps)
+    frame_roundness = per_frame(speech.roundness, num_frames, cfg.sample_rate, cfg.fps)
+    frame_stress = per_frame(speech.stress, num_frames, cfg.sample_rate, cfg.fps)
+    frame_accent = per_frame(speech.accent, num_frames, cfg.sample_rate, cfg.fps)
     mouth_open = np.clip(frame_envelope, 0.0, 1.0)
-    shapes = face_shapes(identity, job.emotion, job.level, mouth_open, frame_roundness)  # (T, 68, 3)
-    euler, shift = head_pose(rng, num_frames, job.emotion, job.level, cfg.fps, frame_envelope)
+    euler, shift = head_pose(rng, num_frames, job.emotion, job.level, cfg.fps, frame_envelope, frame_stress, frame_accent)
     gaze = gaze_track(rng, num_frames, job.emotion, job.level, cfg.fps)  # (T, 2, 2)
+    blink = blink_track(rng, num_frames, job.emotion, job.level, cfg.fps)  # (T,)
+    shapes = face_shapes(identity, job.emotion, job.level, mouth_open, frame_roundness, blink)  # (T, 68, 3)
 
     rotation = euler_to_matrix(torch.from_numpy(euler)).numpy()  # (T, 3, 3)
     scale = np.full(num_frames, 0.40 * cfg.size)
@@ -512,6 +661,9 @@ def make_clip(job: ClipJob) -> str:
             "pupils": pupils.astype(f32),
             "mouth_open": mouth_open.astype(f32),
             "audio_envelope": frame_envelope.astype(f32),
+            "speech_stress": frame_stress.astype(f32),
+            "pitch_accent": frame_accent.astype(f32),
+            "blink": blink.astype(f32),
             "emotion": np.str_(job.emotion),
             "level": np.int64(job.level),
             "actor": np.str_(job.actor),
@@ -583,6 +735,7 @@ def make_mini_mead(
     actors = actor_names(speakers)
     meta = {
         "dataset": "mini-MEAD",
+        "generator_version": GENERATOR_VERSION,
         "config": asdict(config),
         "actors": actors,
         "split": speaker_split(actors),

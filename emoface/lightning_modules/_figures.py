@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,41 @@ def cue_figure(sample: dict[str, Any]) -> Any:
         axis.set_xlabel("frame")
         axis.legend(fontsize=6)
     figure.suptitle(sample.get("title", ""), fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def motion_figure(table: dict[str, np.ndarray], emotions: Sequence[str]) -> Any:
+    """Within-clip motion per emotion, real beside generated, for each motion cue (bars).
+
+    Args:
+        table: :meth:`emoface.metrics.MotionStatistics.per_emotion` as numpy: ``true_std``,
+            ``pred_std`` ``(E, C)`` degrees (NaN for emotions not seen), ``count (E,)``.
+        emotions: the emotion names of the rows.
+
+    Returns:
+        a matplotlib Figure (one panel per cue: head yaw, pitch, roll, gaze yaw, pitch).
+    """
+    import sys
+
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emoface.metrics.functional import MOTION_CUES
+
+    seen = np.asarray(table["count"]) > 0
+    names = [name[:3] for name, keep in zip(emotions, seen) if keep]
+    x = np.arange(len(names))
+    figure, axes = plt.subplots(1, len(MOTION_CUES), figsize=(15, 3.0), sharey=False)
+    for c, (axis, cue) in enumerate(zip(axes, MOTION_CUES)):
+        axis.bar(x - 0.2, np.asarray(table["true_std"])[seen, c], 0.4, color="k", label="real")
+        axis.bar(x + 0.2, np.asarray(table["pred_std"])[seen, c], 0.4, color="tab:red", label="generated")
+        axis.set_xticks(x, names, fontsize=7)
+        axis.set_title(f"{cue.replace('_', ' ')}: within-clip std (deg)", fontsize=8)
+    axes[0].legend(fontsize=7)
     figure.tight_layout()
     return figure
 

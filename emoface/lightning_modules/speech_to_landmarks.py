@@ -14,7 +14,23 @@ free-running. Losses (each weight configurable):
   translation is predicted around the mean training placement, which each training step updates
   with the batch's real translations);
 * ``emotion``: cross-entropy of the collaborative emotion classifier on the generated cue
-  sequence against the conditioning emotion (the classifier's weights receive no gradient).
+  sequence against the conditioning emotion (the classifier's weights receive no gradient);
+* ``motion`` (stochastic networks, ``network.noise_dim > 0``): the energy score of the sampled
+  head-rotation and gaze trajectories (:func:`energy_score`, per cue group); it replaces the
+  deterministic gaze terms (CE + L1) and the rotation L1 (translation and scale keep their L1).
+
+Stochastic motion. Head pose and gaze are mostly not determined by the inputs (the emotion fixes
+their statistics, the prosody part of the head's motion); an L1 trains their conditional median,
+which is still. A stochastic network samples them from noise, and each training window is
+generated ``motion_samples`` times (2) with independent noise; the energy score
+``E||X - y|| - 1/2 E||X - X'||`` over the whole window's trajectory of each cue (head yaw,
+pitch, roll; gaze yaw and pitch of both eyes, in degrees, weighted by ``gaze_confidence``) is a
+strictly proper scoring rule (Gneiting & Raftery 2007), minimised only when the samples'
+distribution is the data's, including temporal structure, because it scores whole trajectories. Unlike a GAN it has
+no critic to balance and no mode collapse pressure; unlike a VAE it needs no posterior network
+and no KL weight to tune the sample spread, which is exactly what must be right here.
+Evaluation and prediction are seeded: each window's noise comes from ``motion_seed``, its clip
+and its start frame, so a fixed seed reproduces the same sequences on any device or batch size.
 
 The collaborative classifier is either loaded frozen from ``emotion_classifier_checkpoint``
 (trained by ``emoface fit --config configs/cue_emotion_classifier.yaml``: the paper's setting and
@@ -28,11 +44,17 @@ landmarks (normalized landmarks scaled by the ground-truth head scale: lips and 
 without the head-pose error, which is measured separately), ``posed_lmd``/``posed_m_lmd``/
 ``posed_f_lmd`` on the relocated landmarks against the real ones in the crop, ``gaze_error``
 (degrees), ``rotation_error`` (degrees), ``translation_error`` (pixels) and ``emotion_accuracy``
-of the generated sequences according to the collaborative classifier.
+of the generated sequences according to the collaborative classifier; motion
+(:mod:`emoface.metrics.motion`): ``motion/std_ratio/<cue>`` and ``motion/velocity_ratio/<cue>``
+(generated over real within-clip motion per emotion, averaged over emotions), ``motion_fd`` (the
+Frechet motion distance) and ``motion_energy_corr`` / ``motion_energy_corr_real`` (head motion
+against speech energy). Validation also logs ``val/motion`` each figure epoch: real and
+generated within-clip motion per emotion and cue, side by side.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -52,8 +74,16 @@ from emoface.geometry.relocation import relocate
 from emoface.geometry.rotations import geodesic_angle, matrix_to_euler
 from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
 from emoface.lightning_modules.cue_emotion_classifier import load_classifier_weights
-from emoface.metrics import GazeError, LandmarkDistance, PoseError
+from emoface.metrics import (
+    FrechetMotionDistance,
+    GazeError,
+    LandmarkDistance,
+    MotionEnergyCorrelation,
+    MotionStatistics,
+    PoseError,
+)
 from emoface.metrics import functional as MF
+from emoface.networks.audio import AUDIO_ROWS_PER_FRAME
 from emoface.networks.cue_classifier import CueEmotionClassifierNet
 from emoface.networks.cues import cue_features
 from emoface.networks.sequentializer import CueOutput, Reference
@@ -61,6 +91,69 @@ from emoface.networks.speech_to_landmarks import SpeechToLandmarksNet
 
 BATCH_FIELDS = ("audio", "normalized_landmarks", "landmarks", "pose", "gaze", "reference")
 """MEADDataModule ``fields`` this module reads (docs/data_format.md)."""
+
+
+MOTION_GROUPS = {"head_yaw": (0,), "head_pitch": (1,), "head_roll": (2,), "gaze_yaw": (3, 5), "gaze_pitch": (4, 6)}
+"""Columns of :func:`motion_vectors` scored together (the two eyes' yaw, and pitch, move together)."""
+
+
+def motion_vectors(euler: Tensor, gaze: Tensor) -> Tensor:
+    """The trajectories the energy score compares ``(B, T, 7)``: Euler (yaw, pitch, roll) and
+    per-eye gaze (yaw, pitch) in degrees."""
+    return torch.cat([euler, gaze.flatten(-2)], -1)
+
+
+def energy_score(samples: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Energy score of sampled trajectories against the real one, per sequence ``(B,)``.
+
+    ``ES = mean_i ||X_i - y|| - 1/2 mean_{i != j} ||X_i - X_j||`` with the Euclidean norm over the
+    whole trajectory (frames x dims), divided by ``sqrt(T)`` (a per-frame scale, like an L1 in
+    degrees). A strictly proper scoring rule for the trajectory's distribution; with one sample it
+    is the plain distance (no spread term).
+
+    Args:
+        samples: ``(S, B, T, D)`` trajectories generated from independent noise.
+        target: ``(B, T, D)`` the real trajectory.
+        weight: ``(B, T, D)`` per-coordinate weights (e.g. gaze confidence), or ``None``.
+    """
+    if samples.ndim != 4 or samples.shape[1:] != target.shape:
+        raise ValueError(f"samples must be (S, *target.shape) = (S, {tuple(target.shape)}), got {tuple(samples.shape)}")
+    weight = torch.ones_like(target) if weight is None else weight
+    norm = float(target.shape[1]) ** 0.5
+    accuracy = (((samples - target) * weight).flatten(2).norm(dim=-1) / norm).mean(0)  # (B,)
+    count = samples.shape[0]
+    if count < 2:
+        return accuracy
+    spread = [((samples[i] - samples[j]) * weight).flatten(1).norm(dim=-1) / norm
+              for i in range(count) for j in range(i + 1, count)]  # fmt: skip
+    return accuracy - 0.5 * torch.stack(spread).mean(0)
+
+
+def repeat_batch(batch: dict[str, Any], times: int) -> dict[str, Any]:
+    """The batch ``times`` times along the batch dimension (tensors and lists), for several samples."""
+    if times == 1:
+        return batch
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, Tensor) and value.ndim > 0:
+            out[key] = value.repeat(times, *([1] * (value.ndim - 1)))
+        elif isinstance(value, (list, tuple)):
+            out[key] = list(value) * times
+        else:
+            out[key] = value
+    return out
+
+
+def window_seeds(batch: dict[str, Any], seed: int) -> list[int]:
+    """A noise seed per window of a batch from ``seed``, its clip id and start frame (stable across
+    processes, batch sizes and ranks); the position in the batch when clip ids are missing."""
+    size = int(batch["emotion"].shape[0])
+    clips = batch.get("clip", [str(i) for i in range(size)])
+    starts = batch.get("start", torch.zeros(size, dtype=torch.long))
+    return [
+        int(np.random.SeedSequence([seed, zlib.crc32(str(clip).encode()), int(start)]).generate_state(1)[0])
+        for clip, start in zip(clips, starts)
+    ]
 
 
 def reference_pose(batch: dict[str, Any]) -> Reference:
@@ -108,6 +201,10 @@ class SpeechToLandmarks(LightningModule):
         video_every_n_epochs: every n validation epochs, also write the real and generated cues of
             one window as an mp4 beside the figures (with its audio when the batches carry
             ``waveform``) and send it to Weights & Biases (0: never).
+        motion_weight: weight of the energy score of sampled pose and gaze (stochastic networks).
+        motion_samples: samples per training window for the energy score (>= 2 for its spread term).
+        motion_seed: seed of the motion noise in validation, test and predict (per window: this,
+            the clip and the start frame); change it for another sample of the same inputs.
     """
 
     def __init__(
@@ -133,8 +230,13 @@ class SpeechToLandmarks(LightningModule):
         output_dir: str | None = None,
         figure_every_n_epochs: int = 1,
         video_every_n_epochs: int = 0,
+        motion_weight: float = 0.15,
+        motion_samples: int = 2,
+        motion_seed: int = 0,
     ) -> None:
         super().__init__()
+        if motion_samples < 1:
+            raise ValueError(f"motion_samples must be >= 1, got {motion_samples}")
         save_hyperparameters_except_objects(self)
         self.network = network if network is not None else SpeechToLandmarksNet()
         self.classifier = emotion_classifier if emotion_classifier is not None else CueEmotionClassifierNet()
@@ -145,12 +247,17 @@ class SpeechToLandmarks(LightningModule):
             self.classifier.eval()
         self.use_gaze = use_gaze
         self.use_pose = use_pose
+        self.stochastic = bool(getattr(self.network, "stochastic", False))
+        self.motion_samples = motion_samples if self.stochastic else 1
+        self.motion_seed = motion_seed
+        deterministic_motion = not self.stochastic  # stochastic: the energy score replaces gaze/pose L1 and CE
         self.weights = {
             "landmark": landmark_weight,
             "velocity": velocity_weight,
-            "gaze_ce": gaze_ce_weight if use_gaze else 0.0,
-            "gaze_l1": gaze_l1_weight if use_gaze else 0.0,
+            "gaze_ce": gaze_ce_weight if use_gaze and deterministic_motion else 0.0,
+            "gaze_l1": gaze_l1_weight if use_gaze and deterministic_motion else 0.0,
             "pose": pose_weight if use_pose else 0.0,
+            "motion": motion_weight if self.stochastic and (use_gaze or use_pose) else 0.0,
             "emotion": emotion_loss_weight,
             "classifier": 0.0 if self.frozen_classifier else classifier_weight,
         }
@@ -166,6 +273,7 @@ class SpeechToLandmarks(LightningModule):
         self.figure_every_n_epochs = figure_every_n_epochs
         self.video_every_n_epochs = video_every_n_epochs
         self._figure_sample: dict[str, np.ndarray] | None = None
+        self._motion_table: dict[str, np.ndarray] | None = None
         self._predictions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.val_metrics = self._make_metrics()
         self.test_metrics = self._make_metrics()
@@ -179,6 +287,9 @@ class SpeechToLandmarks(LightningModule):
                 "gaze": GazeError(),
                 "pose": PoseError(),
                 "emotion": MulticlassAccuracy(len(EMOTIONS), average="micro"),
+                "motion": MotionStatistics(),
+                "motion_fd": FrechetMotionDistance(),
+                "motion_energy": MotionEnergyCorrelation(),
             }
         )
 
@@ -212,7 +323,11 @@ class SpeechToLandmarks(LightningModule):
         return float(min(max(progress, 0.0), 1.0) * self.sampling_max)
 
     def generate(
-        self, batch: dict[str, Any], teacher_forcing: bool = False, sampling_probability: float = 0.0
+        self,
+        batch: dict[str, Any],
+        teacher_forcing: bool = False,
+        sampling_probability: float = 0.0,
+        seed: int | None = None,
     ) -> CueOutput:
         """Generate the cues of a batch's windows.
 
@@ -221,6 +336,9 @@ class SpeechToLandmarks(LightningModule):
                 fields (plus the ground-truth cues when ``teacher_forcing``).
             teacher_forcing: feed the ground-truth previous cues (training).
             sampling_probability: scheduled-sampling probability (with teacher forcing).
+            seed: stochastic networks: the motion seed (per window with its clip and start, see
+                :func:`window_seeds`); ``None``: ``motion_seed`` when free running, the global RNG
+                with teacher forcing (training).
 
         Returns:
             :class:`CueOutput` ``(B, T, ...)``, with gaze zeroed when ``use_gaze`` is off and the
@@ -241,8 +359,15 @@ class SpeechToLandmarks(LightningModule):
             )
             if not self.use_pose:
                 teacher = self._hold_reference_pose_features(teacher)
-        out = self.network(batch["audio"], batch["emotion"], batch["level"], reference, teacher, sampling_probability)
+        noise = None
+        if self.stochastic and (seed is not None or not teacher_forcing):
+            seeds = window_seeds(batch, self.motion_seed if seed is None else seed)
+            frames = batch["audio"].shape[1] // AUDIO_ROWS_PER_FRAME
+            noise = self.network.seeded_noise(seeds, frames, batch["audio"])
+        out = self.network(batch["audio"], batch["emotion"], batch["level"], reference, teacher, sampling_probability,
+                           noise)  # fmt: skip
         return self._apply_ablations(out, reference)
+
 
     @staticmethod
     def _hold_reference_pose_features(features: Tensor) -> Tensor:
@@ -286,8 +411,15 @@ class SpeechToLandmarks(LightningModule):
     # ------------------------------------------------------------------------------------------
     # Losses
     # ------------------------------------------------------------------------------------------
-    def losses(self, out: CueOutput, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Every loss term (unweighted) of generated cues against a batch."""
+    def losses(self, out: CueOutput, batch: dict[str, Any], samples: int = 1) -> dict[str, Tensor]:
+        """Every loss term (unweighted) of generated cues against a batch.
+
+        Args:
+            out: generated cues; with ``samples > 1``, the batch's windows ``samples`` times over
+                (``repeat_batch``), each copy with its own motion noise.
+            batch: the batch (repeated like ``out``).
+            samples: copies of each window in ``out`` (the energy score's samples).
+        """
         target = batch["normalized_landmarks"]
         head_scale = batch["scale"][..., None, None]  # (B, T, 1, 1) pixels per canonical unit
         error = (out.normalized_landmarks - target).abs() * head_scale  # (B, T, 68, 3) pixels
@@ -306,10 +438,16 @@ class SpeechToLandmarks(LightningModule):
             terms["gaze_ce"] = (ce * weight.flatten()).sum() / norm
             terms["gaze_l1"] = ((out.gaze - batch["gaze"]).abs() * weight).sum() / norm
         if self.use_pose:
-            rotation_error = geodesic_angle(out.rotation, batch["rotation"]).mean()
-            translation_error = (out.translation - batch["translation"]).abs().sum(-1).mean()
             scale_error = torch.log(out.scale / batch["scale"]).abs().mean()
-            terms["pose"] = rotation_error + translation_error + 10.0 * scale_error
+            if self.stochastic:  # the rotation is in the energy score
+                translation_error = (out.translation - batch["translation"]).abs().sum(-1).mean()
+                terms["pose"] = translation_error + 10.0 * scale_error
+            else:
+                rotation_error = geodesic_angle(out.rotation, batch["rotation"]).mean()
+                translation_error = (out.translation - batch["translation"]).abs().sum(-1).mean()
+                terms["pose"] = rotation_error + translation_error + 10.0 * scale_error
+        if self.weights["motion"] > 0:
+            terms["motion"] = self.motion_loss(out, batch, samples)
         if self.weights["emotion"] > 0:
             logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, batch["ref_normalized_landmarks"])
             terms["emotion"] = F.cross_entropy(logits, batch["emotion"])
@@ -320,15 +458,44 @@ class SpeechToLandmarks(LightningModule):
             terms["classifier"] = F.cross_entropy(logits, batch["emotion"])
         return terms
 
+    def motion_loss(self, out: CueOutput, batch: dict[str, Any], samples: int) -> Tensor:
+        """Energy score of the generated head-rotation and gaze trajectories (``samples`` copies per
+        window), summed over the :data:`MOTION_GROUPS`.
+
+        Why per cue group and not one score over all cues: in a few hundred dimensions the energy
+        score's pull on each cue's spread is weak (its gradient is dominated by the largest
+        residuals), while each cue's own trajectory score calibrates that cue's amplitude directly;
+        each group's window-long trajectory is still scored as a whole, so timing (smooth wander,
+        nods on the voice, fixations and saccades) is part of what is matched. (Adding the
+        trajectory's velocity to the scored vector was measured worse on mini-MEAD: the spread
+        moved into frame-to-frame jitter and the posture motion collapsed.)
+        """
+        pred = motion_vectors(matrix_to_euler(out.rotation), out.gaze)  # (S B, T, 7)
+        true = motion_vectors(batch["euler"], batch["gaze"])
+        weight = torch.ones_like(true)
+        if "gaze_confidence" in batch:  # closed or unseen eyes carry no gaze
+            weight[..., 3:7] = batch["gaze_confidence"].unsqueeze(-1).expand_as(batch["gaze"]).flatten(-2)
+        size = true.shape[0] // samples
+        stacked = pred.reshape(samples, size, *pred.shape[1:])
+        groups = [name for name in MOTION_GROUPS if self.use_pose or name.startswith("gaze")]
+        groups = [name for name in groups if self.use_gaze or name.startswith("head")]
+        total = stacked.new_zeros(())
+        for name in groups:
+            index = list(MOTION_GROUPS[name])
+            total = total + energy_score(stacked[..., index], true[:size, :, index], weight[:size, :, index]).mean()
+        return total
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Teacher-forced generation with scheduled sampling and the weighted sum of the losses."""
+        """Teacher-forced generation with scheduled sampling and the weighted sum of the losses
+        (stochastic networks: ``motion_samples`` samples of every window)."""
         probability = self.sampling_probability()
         if self.use_pose:
             self.network.observe_translation(batch["translation"])
+        batch = repeat_batch(batch, self.motion_samples)
         out = self.generate(batch, teacher_forcing=True, sampling_probability=probability)
-        terms = self.losses(out, batch)
+        terms = self.losses(out, batch, self.motion_samples)
         loss = sum(self.weights[name] * value for name, value in terms.items())
-        batch_size = batch["emotion"].shape[0]
+        batch_size = batch["emotion"].shape[0] // self.motion_samples
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)
         self.log("train/sampling_probability", probability, batch_size=batch_size)
@@ -381,6 +548,11 @@ class SpeechToLandmarks(LightningModule):
         metrics["pose"].update(out.rotation, batch["rotation"], out.translation, batch["translation"])
         logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, batch["ref_normalized_landmarks"])
         metrics["emotion"].update(logits.argmax(-1), batch["emotion"])
+        euler = matrix_to_euler(out.rotation)
+        metrics["motion"].update(euler, out.gaze, batch["euler"], batch["gaze"], batch["emotion"])
+        metrics["motion_fd"].update(euler, out.gaze, batch["euler"], batch["gaze"])
+        energy = MF.speech_energy(batch["audio"], out.scale.shape[1])
+        metrics["motion_energy"].update(euler, batch["euler"], energy)
         return out
 
     def _log_metrics(self, stage: str) -> None:
@@ -393,8 +565,15 @@ class SpeechToLandmarks(LightningModule):
         pose = metrics["pose"].compute()
         values["rotation_error"], values["translation_error"] = pose["rotation"], pose["translation"]
         values["emotion_accuracy"] = metrics["emotion"].compute()
+        values.update({f"motion/{k}": v for k, v in metrics["motion"].compute().items()})
+        if metrics["motion_fd"].real_count >= 2:  # a Gaussian needs two sequences
+            values["motion_fd"] = metrics["motion_fd"].compute()
+        correlation = metrics["motion_energy"].compute()
+        values["motion_energy_corr"], values["motion_energy_corr_real"] = correlation["generated"], correlation["real"]
         for name, value in values.items():
             self.log(f"{stage}/{name}", value.float(), prog_bar=name in ("m_lmd", "emotion_accuracy"))
+        if stage == "val":
+            self._motion_table = {k: v.cpu().numpy() for k, v in metrics["motion"].per_emotion().items()}
         for metric in metrics.values():
             metric.reset()
 
@@ -426,12 +605,21 @@ class SpeechToLandmarks(LightningModule):
         self._log_metrics("test")
 
     def on_validation_epoch_end(self) -> None:
-        """Log the validation metrics and a figure of generated vs real cue curves for one clip."""
+        """Log the validation metrics, a figure of generated vs real cue curves for one clip and one
+        of generated vs real motion per emotion (``val/motion``)."""
         self._log_metrics("val")
         sample, self._figure_sample = self._figure_sample, None
+        table, self._motion_table = self._motion_table, None
         if sample is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
-        from emoface.lightning_modules._figures import cue_figure, cue_frames, log_figure, log_image_grid, log_video
+        from emoface.lightning_modules._figures import (
+            cue_figure,
+            cue_frames,
+            log_figure,
+            log_image_grid,
+            log_video,
+            motion_figure,
+        )
 
         def due(every: int) -> bool:
             return every > 0 and self.current_epoch % every == 0
@@ -439,6 +627,8 @@ class SpeechToLandmarks(LightningModule):
         step, epoch = self.global_step, self.current_epoch
         if due(self.figure_every_n_epochs):
             log_figure(self.trainer, cue_figure(sample), "val/cues", step, epoch)
+            if table is not None:
+                log_figure(self.trainer, motion_figure(table, EMOTIONS), "val/motion", step, epoch)
         if due(self.figure_every_n_epochs) or due(self.video_every_n_epochs):
             grid, video = cue_frames(sample)
             if due(self.figure_every_n_epochs):
@@ -455,12 +645,13 @@ class SpeechToLandmarks(LightningModule):
         Returns:
             the clip ids of the batch.
         """
-        out = self.generate(batch)
+        out = self.generate(batch)  # stochastic networks: seeded by motion_seed, the clip and the start
         relocated = relocate(out.normalized_landmarks, out.gaze, out.rotation, out.translation, out.scale)
         euler = matrix_to_euler(out.rotation)
         for i, clip in enumerate(batch["clip"]):
             self._predictions[clip].append(
                 {
+                    "motion_seed": self.motion_seed if self.stochastic else -1,
                     "start": int(batch["start"][i]),
                     "emotion": int(batch["emotion"][i]),
                     "level": int(batch["level"][i]),
@@ -549,9 +740,20 @@ def stitch_windows(clip: str, windows: list[dict[str, Any]]) -> dict[str, Any]:
             "emotion": np.str_(EMOTIONS[windows[0]["emotion"]]),
             "level": np.int64(windows[0]["level"]),
             "fps": np.int64(25),
+            "motion_seed": np.int64(windows[0].get("motion_seed", -1)),
         }
     )
     return arrays
 
 
-__all__ = ["BATCH_FIELDS", "SpeechToLandmarks", "reference_pose", "stitch_windows"]
+__all__ = [
+    "BATCH_FIELDS",
+    "SpeechToLandmarks",
+    "energy_score",
+    "MOTION_GROUPS",
+    "motion_vectors",
+    "reference_pose",
+    "repeat_batch",
+    "stitch_windows",
+    "window_seeds",
+]

@@ -10,6 +10,7 @@ from emoface.metrics.face_crop import face_crop
 from emoface.metrics.fid import FID, build_fid_inception
 from emoface.metrics.geometry import GazeError, LandmarkDistance, PoseError
 from emoface.metrics.image import LPIPS, PSNR, SSIM, build_lpips
+from emoface.metrics.motion import FrechetMotionDistance, MotionEnergyCorrelation, MotionStatistics
 from emoface.metrics.sync import SyncScore
 
 __all__ = [
@@ -20,7 +21,10 @@ __all__ = [
     "EmotionAccuracy",
     "EmotionLogitsAccuracy",
     "GazeError",
+    "FrechetMotionDistance",
     "LandmarkDistance",
+    "MotionEnergyCorrelation",
+    "MotionStatistics",
     "PoseError",
     "SyncScore",
     "build_fid_inception",

@@ -30,6 +30,9 @@ class SpeechToLandmarksNet(nn.Module):
             output in training too (default gaze and pose, which the inputs do not determine;
             see :mod:`emoface.networks.sequentializer`).
         dropout: dropout on the audio code.
+        noise_dim: stochastic motion: size of the sequence and per-frame noise the sequentializer
+            reads (0: the deterministic generator, the ablation and the default of checkpoints
+            made before stochastic motion; see :mod:`emoface.networks.sequentializer`).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class SpeechToLandmarksNet(nn.Module):
         autoregressive: bool = True,
         free_running_cues: Sequence[str] = ("gaze", "pose"),
         dropout: float = 0.0,
+        noise_dim: int = 0,
     ) -> None:
         super().__init__()
         self.audio_encoder = AudioEncoder(audio_features, audio_context, out_dim=audio_dim, dropout=dropout)
@@ -58,12 +62,33 @@ class SpeechToLandmarksNet(nn.Module):
             gaze_max_angle=gaze_max_angle,
             autoregressive=autoregressive,
             free_running_cues=free_running_cues,
+            noise_dim=noise_dim,
         )
 
     def observe_translation(self, translation: Tensor) -> None:
         """Training: real head translations ``(..., 3)`` (crop pixels) for the mean placement the
         translation head predicts around (:class:`~emoface.networks.sequentializer.CueHeads`)."""
         self.sequentializer.heads.observe_translation(translation)
+
+    @property
+    def noise_dim(self) -> int:
+        """Noise size of the sequentializer (0: deterministic)."""
+        return self.sequentializer.noise_dim
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether pose and gaze are sampled (``noise_dim > 0``)."""
+        return self.sequentializer.noise_dim > 0
+
+    def seeded_noise(self, seeds: Sequence[int], frames: int, like: Tensor) -> Tensor | None:
+        """Noise ``(B, T + 1, noise_dim)`` of ``B`` windows, each from its own seed (CPU generators,
+        so a window's sample is the same on any device, batch composition or rank); ``None`` when
+        deterministic."""
+        if not self.stochastic:
+            return None
+        noise = [torch.randn(frames + 1, self.noise_dim, generator=torch.Generator().manual_seed(int(seed)))
+                 for seed in seeds]  # fmt: skip
+        return torch.stack(noise).to(dtype=like.dtype, device=like.device)
 
     @property
     def gaze_bins(self) -> GazeBins:
@@ -78,6 +103,7 @@ class SpeechToLandmarksNet(nn.Module):
         reference: Reference,
         teacher: Tensor | None = None,
         sampling_probability: float = 0.0,
+        noise: Tensor | None = None,
     ) -> CueOutput:
         """Generate the cues of a window.
 
@@ -89,6 +115,8 @@ class SpeechToLandmarksNet(nn.Module):
             teacher: ``(B, T, CUE_FEATURES)`` ground-truth cue features for teacher forcing, or
                 ``None`` for free-running generation.
             sampling_probability: scheduled-sampling probability (with ``teacher``).
+            noise: ``(B, T + 1, noise_dim)`` motion noise (stochastic networks; ``None``: drawn
+                from the global RNG; see :meth:`seeded_noise`).
 
         Returns:
             :class:`~emoface.networks.sequentializer.CueOutput` of ``T`` frames.
@@ -97,4 +125,4 @@ class SpeechToLandmarksNet(nn.Module):
         condition = torch.cat(
             [self.emotion_embedding(emotion, level), self.reference_encoder(reference.normalized_landmarks)], -1
         )
-        return self.sequentializer(audio_codes, condition, reference, teacher, sampling_probability)
+        return self.sequentializer(audio_codes, condition, reference, teacher, sampling_probability, noise)

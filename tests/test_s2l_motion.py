@@ -1,0 +1,115 @@
+"""Stochastic pose and gaze in stage 1: seeded sampling, the energy score, the deterministic switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_s2l_networks import TINY, synthetic_batch
+
+from emoface.lightning_modules.speech_to_landmarks import (
+    SpeechToLandmarks,
+    energy_score,
+    repeat_batch,
+    stitch_windows,
+    window_seeds,
+)
+from emoface.networks import SpeechToLandmarksNet
+
+
+def _system(noise_dim: int, **kwargs: object) -> SpeechToLandmarks:
+    torch.manual_seed(0)
+    return SpeechToLandmarks(SpeechToLandmarksNet(**TINY, noise_dim=noise_dim), figure_every_n_epochs=0, **kwargs).eval()
+
+
+def test_two_seeds_give_two_sequences_and_a_seed_reproduces_its_own() -> None:
+    system, batch = _system(8), synthetic_batch()
+    with torch.no_grad():
+        first, again, other = (system.generate(batch, seed=s) for s in (0, 0, 1))
+        default = system.generate(batch)  # evaluation default: motion_seed (0)
+    for name in ("rotation", "gaze", "translation"):
+        assert torch.equal(getattr(first, name), getattr(again, name))
+        assert torch.equal(getattr(first, name), getattr(default, name))
+        assert (getattr(first, name) - getattr(other, name)).abs().max() > 1e-4, name
+    # A window's sample depends on its clip and start, not on the rest of the batch.
+    single = {k: (v[:1] if isinstance(v, (torch.Tensor, list)) else v) for k, v in batch.items()}
+    with torch.no_grad():
+        alone = system.generate(single, seed=0)
+    torch.testing.assert_close(alone.rotation, first.rotation[:1], atol=1e-5, rtol=0)
+
+
+def test_deterministic_mode_ignores_the_seed_and_keeps_the_old_losses() -> None:
+    system, batch = _system(0), synthetic_batch()
+    with torch.no_grad():
+        first, other = system.generate(batch, seed=0), system.generate(batch, seed=1)
+    assert torch.equal(first.rotation, other.rotation) and torch.equal(first.gaze, other.gaze)
+    assert not system.stochastic and system.weights["motion"] == 0.0 and system.weights["gaze_ce"] > 0
+    stochastic = _system(8)
+    assert stochastic.stochastic and stochastic.weights["motion"] > 0
+    assert stochastic.weights["gaze_ce"] == 0.0 and stochastic.weights["gaze_l1"] == 0.0
+    # An old (deterministic) checkpoint's weights load into the default network.
+    SpeechToLandmarksNet(**TINY).load_state_dict(_system(0).network.state_dict())
+    with pytest.raises(ValueError, match="noise_dim"):
+        SpeechToLandmarksNet(**TINY, noise_dim=-1)
+    with pytest.raises(ValueError, match="motion_samples"):
+        SpeechToLandmarks(SpeechToLandmarksNet(**TINY, noise_dim=4), motion_samples=0)
+
+
+def test_energy_score_prefers_the_true_spread() -> None:
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(4000, 6, 3, generator=g)  # (B, T, D) standard normal "data"
+    scores = {}
+    for spread in (0.0, 0.5, 1.0, 2.0):
+        samples = spread * torch.randn(2, 4000, 6, 3, generator=g)
+        scores[spread] = energy_score(samples, target).mean().item()
+    assert min(scores, key=scores.get) == 1.0
+    one = energy_score(torch.zeros(1, 2, 3, 1), torch.ones(2, 3, 1))
+    torch.testing.assert_close(one, torch.ones(2))  # one sample: the plain distance (per sqrt(frame))
+    with pytest.raises(ValueError, match="samples must be"):
+        energy_score(torch.zeros(2, 2, 3), torch.zeros(2, 3, 1))
+
+
+def test_training_step_draws_two_samples_per_window_and_reduces_the_loss() -> None:
+    system = _system(8, sampling_start=0, sampling_ramp=1)
+    system.train()
+    batch = synthetic_batch(batch=4, frames=8)
+    doubled = repeat_batch(batch, 2)
+    assert doubled["audio"].shape[0] == 8 and doubled["clip"] == batch["clip"] * 2
+    optimizer = torch.optim.Adam(system.parameters(), lr=3e-3)
+    losses = []
+    for step in range(25):
+        torch.manual_seed(step)
+        out = system.generate(doubled, teacher_forcing=True)
+        terms = system.losses(out, doubled, samples=2)
+        assert "motion" in terms and "gaze_ce" in terms
+        loss = sum(system.weights[k] * v for k, v in terms.items())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(terms["motion"].item())
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_window_seeds_depend_on_seed_clip_and_start() -> None:
+    batch = synthetic_batch(batch=2)
+    a = window_seeds(batch, 0)
+    assert a == window_seeds(batch, 0) and a != window_seeds(batch, 1) and a[0] != a[1]
+    moved = dict(batch, start=torch.tensor([5, 0]))
+    assert window_seeds(moved, 0)[0] != a[0] and window_seeds(moved, 0)[1] == a[1]
+
+
+def test_predict_records_the_motion_seed() -> None:
+    system, batch = _system(8, motion_seed=7), synthetic_batch(batch=1)
+    with torch.no_grad():
+        system.predict_step(batch, 0)
+    arrays = stitch_windows(batch["clip"][0], system._predictions[batch["clip"][0]])
+    assert int(arrays["motion_seed"]) == 7
+
+
+def test_frame_noise_is_slow_and_unit_variance() -> None:
+    net = SpeechToLandmarksNet(**TINY, noise_dim=8)
+    noise = torch.randn(256, 65, 8, generator=torch.Generator().manual_seed(0))
+    frames = net.sequentializer.frame_noise(noise)  # (B, T, 8)
+    assert frames.shape == (256, 64, 8)
+    lag1 = (frames[:, 1:] * frames[:, :-1]).mean((0, 1)) / frames.pow(2).mean((0, 1))
+    assert (lag1 - 0.9).abs().max() < 0.05  # AR(1) coefficient 0.9: temporally coherent
+    assert (frames.std((0, 1)) - 1.0).abs().max() < 0.05  # stationary, unit variance
