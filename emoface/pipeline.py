@@ -439,7 +439,7 @@ class TalkingFacePipeline:
         }
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            out = self.s2l.generate(batch)
+            out = self.s2l.generate(batch, seed=seed)
         rotation, translation, scale = out.rotation[0], out.translation[0], out.scale[0]
         if pose is not None:
             # The photo's pose moved as the video's head moves (rotation, position in head units, size).
