@@ -255,17 +255,17 @@ def criteria(results: dict[str, dict[str, float]]) -> list[tuple[str, bool]]:
     low, high = MOTION_STD_RANGE
     for cue in MOTION_CUES_CHECKED:
         ratio = s2l[f"std_ratio/{cue}"]
-        checks.append((f"{cue} generated/real motion std in [{low}, {high}] ({ratio:.2f}; deterministic "
+        checks.append((f"motion: {cue} generated/real motion std in [{low}, {high}] ({ratio:.2f}; deterministic "
                        f"{det[f'std_ratio/{cue}']:.2f})", low <= ratio <= high))
     checks += [
-        (f"motion FD <= {MAX_FD_FRACTION} x deterministic ({s2l['motion_fd']:.2f} vs {det['motion_fd']:.2f})",
+        (f"motion: motion FD <= {MAX_FD_FRACTION} x deterministic ({s2l['motion_fd']:.2f} vs {det['motion_fd']:.2f})",
          s2l["motion_fd"] <= MAX_FD_FRACTION * det["motion_fd"]),
-        (f"head motion / speech energy correlation >= {MIN_ENERGY_CORRELATION_FRACTION} x real "
+        (f"motion: head motion / speech energy correlation >= {MIN_ENERGY_CORRELATION_FRACTION} x real "
          f"({s2l['energy_corr']:.3f} vs {real['energy_corr']:.3f}; deterministic {det['energy_corr']:.3f})",
          s2l["energy_corr"] >= MIN_ENERGY_CORRELATION_FRACTION * real["energy_corr"]),
-        (f"M-LMD <= {1 + MAX_M_LMD_INCREASE:.2f} x deterministic ({s2l['m_lmd']:.3f} vs {det['m_lmd']:.3f})",
+        (f"motion: M-LMD <= {1 + MAX_M_LMD_INCREASE:.2f} x deterministic ({s2l['m_lmd']:.3f} vs {det['m_lmd']:.3f})",
          s2l["m_lmd"] <= (1 + MAX_M_LMD_INCREASE) * det["m_lmd"]),
-        (f"stochastic emotion accuracy >= {MIN_STOCHASTIC_EMOTION_ACCURACY} ({s2l['emotion_accuracy']:.3f}; "
+        (f"motion: stochastic emotion accuracy >= {MIN_STOCHASTIC_EMOTION_ACCURACY} ({s2l['emotion_accuracy']:.3f}; "
          f"deterministic {det['emotion_accuracy']:.3f})", s2l["emotion_accuracy"] >= MIN_STOCHASTIC_EMOTION_ACCURACY),
     ]
     return checks  # fmt: skip

@@ -64,6 +64,10 @@ def test_generate_makes_a_video_with_sound(tiny_pipeline: dict[str, Path], photo
     again = tmp_path / "again.mp4"
     assert main([*args[:-1], str(again), "--save-cues"]) == 0
     np.testing.assert_array_equal(np.load(again.with_name("again.cues.npz"))["relocated"], cues["relocated"])
+    # Another seed samples another head and gaze motion (the tiny stage 1 is stochastic, noise_dim 4).
+    other = tmp_path / "other.mp4"
+    assert main([*args[:-1], str(other), "--save-cues", "--seed", "1"]) == 0
+    assert not np.allclose(np.load(other.with_name("other.cues.npz"))["rotation"], cues["rotation"])
 
 
 def test_pose_from_a_video_drives_the_head(tiny_pipeline: dict[str, Path], photo: Path, speech: Path,
