@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
@@ -34,6 +35,35 @@ class FrozenEvaluatorMixin:
         out = super().train(mode)  # type: ignore[misc]
         self._freeze_evaluators()
         return out
+
+
+class GaussianFeatureStates:
+    """Real and generated feature sets of a Frechet-distance Metric (FID, the motion distance) kept
+    as float64 sums, outer-product sums and counts (``dist_reduce_fx="sum"``), so their means and
+    covariances are exact on any number of ranks."""
+
+    def _add_gaussian_states(self, dims: int) -> None:
+        for kind in ("real", "fake"):
+            self.add_state(f"{kind}_sum", torch.zeros(dims, dtype=torch.float64), dist_reduce_fx="sum")  # type: ignore[attr-defined]
+            self.add_state(f"{kind}_outer", torch.zeros(dims, dims, dtype=torch.float64), dist_reduce_fx="sum")  # type: ignore[attr-defined]
+            self.add_state(f"{kind}_count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")  # type: ignore[attr-defined]
+
+    def _add_features(self, kind: str, features: Tensor) -> None:
+        """Add ``(N, dims)`` features to the ``"real"`` or ``"fake"`` set."""
+        features = features.to(device=self.real_count.device, dtype=torch.float64)  # type: ignore[attr-defined]
+        setattr(self, f"{kind}_sum", getattr(self, f"{kind}_sum") + features.sum(0))
+        setattr(self, f"{kind}_outer", getattr(self, f"{kind}_outer") + features.T @ features)
+        setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + features.shape[0])
+
+    def _gaussian(self, kind: str, items: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu (dims,), sigma (dims, dims))`` of a set (unbiased covariance); ``items`` names what
+        was added (frames, sequences) in the error for fewer than two."""
+        n = float(getattr(self, f"{kind}_count"))
+        if n < 2:
+            raise RuntimeError(f"{type(self).__name__} needs at least 2 {kind} {items}, got {int(n)}")
+        mu = getattr(self, f"{kind}_sum").cpu().numpy() / n
+        sigma = (getattr(self, f"{kind}_outer").cpu().numpy() - n * np.outer(mu, mu)) / (n - 1)
+        return mu, sigma
 
 
 class VideoMeanMetric(Metric):

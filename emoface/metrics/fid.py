@@ -13,7 +13,7 @@ from torchmetrics import Metric
 
 from emoface.io.weights import load_weights
 from emoface.metrics import functional as MF
-from emoface.metrics.base import FrozenEvaluatorMixin
+from emoface.metrics.base import FrozenEvaluatorMixin, GaussianFeatureStates
 
 FID_DIMS = 2048
 
@@ -34,7 +34,7 @@ def build_fid_inception(weights: str | os.PathLike | None = None) -> torch.nn.Mo
     return model.eval().requires_grad_(False)
 
 
-class FID(FrozenEvaluatorMixin, Metric):
+class FID(FrozenEvaluatorMixin, GaussianFeatureStates, Metric):
     """FID between generated and real frames (every frame of every video is one sample).
 
     ``update(videos, real)`` with videos ``(B, T, 3, H, W)`` uint8 or [0, 1] RGB; frames are
@@ -75,12 +75,7 @@ class FID(FrozenEvaluatorMixin, Metric):
         self._freeze_evaluators()
         self.frame_chunk = frame_chunk
         self.reset_real_features = reset_real_features
-        for kind in ("real", "fake"):
-            self.add_state(f"{kind}_sum", torch.zeros(FID_DIMS, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state(
-                f"{kind}_outer", torch.zeros(FID_DIMS, FID_DIMS, dtype=torch.float64), dist_reduce_fx="sum"
-            )
-            self.add_state(f"{kind}_count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self._add_gaussian_states(FID_DIMS)
         self._real_stats: tuple[np.ndarray, np.ndarray] | None = None
         if real_statistics is not None:
             with np.load(Path(real_statistics)) as data:
@@ -90,21 +85,10 @@ class FID(FrozenEvaluatorMixin, Metric):
     def update(self, videos: Tensor, real: bool) -> None:
         """Add the frames of ``(B, T, 3, H, W)`` videos to the real or the generated set."""
         frames = MF.as_videos(videos).flatten(0, 1)
-        feats = MF.inception_features(self.inception, frames, self.frame_chunk).double()
-        kind = "real" if real else "fake"
-        setattr(self, f"{kind}_sum", getattr(self, f"{kind}_sum") + feats.sum(0))
-        setattr(self, f"{kind}_outer", getattr(self, f"{kind}_outer") + feats.T @ feats)
-        setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + feats.shape[0])
+        self._add_features("real" if real else "fake", MF.inception_features(self.inception, frames, self.frame_chunk))
 
     def _statistics(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        n = float(getattr(self, f"{kind}_count"))
-        if n < 2:
-            raise RuntimeError(f"FID needs at least 2 {kind} frames, got {int(n)}")
-        total = getattr(self, f"{kind}_sum").cpu().numpy()
-        outer = getattr(self, f"{kind}_outer").cpu().numpy()
-        mu = total / n
-        sigma = (outer - n * np.outer(mu, mu)) / (n - 1)
-        return mu, sigma
+        return self._gaussian(kind, "frames")
 
     def real_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """``(mu (2048,), sigma (2048, 2048))`` of the real set (loaded or accumulated)."""

@@ -23,7 +23,7 @@ from torchmetrics import Metric
 
 from emoface.emotions import EMOTIONS
 from emoface.metrics import functional as MF
-from emoface.metrics.base import VideoMeanMetric
+from emoface.metrics.base import GaussianFeatureStates, VideoMeanMetric
 
 _NUM_CUES = len(MF.MOTION_CUES)
 
@@ -100,7 +100,7 @@ class MotionStatistics(Metric):
         return out
 
 
-class FrechetMotionDistance(Metric):
+class FrechetMotionDistance(GaussianFeatureStates, Metric):
     """Frechet distance between real and generated motion features (the motion analogue of FID).
 
     Each sequence gives one feature vector (:func:`emoface.metrics.functional.motion_features`:
@@ -120,26 +120,15 @@ class FrechetMotionDistance(Metric):
         super().__init__(**kwargs)
         dims = len(MF.MOTION_FEATURE_STATISTICS) * _NUM_CUES
         self.dims = dims
-        for kind in ("real", "fake"):
-            self.add_state(f"{kind}_sum", torch.zeros(dims, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state(f"{kind}_outer", torch.zeros(dims, dims, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state(f"{kind}_count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self._add_gaussian_states(dims)
 
     def update(self, pred_euler: Tensor, pred_gaze: Tensor, true_euler: Tensor, true_gaze: Tensor) -> None:
         """Add generated and real sequences (Euler ``(B, T, 3)`` or rotations, gaze ``(B, T, 2, 2)``)."""
         for kind, euler, gaze in (("fake", pred_euler, pred_gaze), ("real", true_euler, true_gaze)):
-            feats = MF.motion_features(MF.motion_tracks(euler, gaze)).to(self.real_count.device)
-            setattr(self, f"{kind}_sum", getattr(self, f"{kind}_sum") + feats.sum(0))
-            setattr(self, f"{kind}_outer", getattr(self, f"{kind}_outer") + feats.T @ feats)
-            setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + feats.shape[0])
+            self._add_features(kind, MF.motion_features(MF.motion_tracks(euler, gaze)))
 
     def _statistics(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        n = float(getattr(self, f"{kind}_count"))
-        if n < 2:
-            raise RuntimeError(f"FrechetMotionDistance needs at least 2 {kind} sequences, got {int(n)}")
-        mu = getattr(self, f"{kind}_sum").cpu().numpy() / n
-        sigma = (getattr(self, f"{kind}_outer").cpu().numpy() - n * np.outer(mu, mu)) / (n - 1)
-        return mu, sigma
+        return self._gaussian(kind, "sequences")
 
     def compute(self) -> Tensor:
         """The distance (float64 scalar)."""
