@@ -157,6 +157,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 
     settings = load_settings(args)
     emotion, level = settings["emotion"], int(settings["level"])
+    if args.level is None and emotion.strip().lower() in ("neutral", "neu"):
+        level = 1  # MEAD's only neutral level; the default level (3) is meant for the other emotions
     check_emotion(emotion, level)  # before any heavy work
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
