@@ -28,8 +28,8 @@ initial state: a clip's own posture and style) and one per frame (into each step
 fixations, saccades and turns the audio does not fix). The per-frame noise is a stationary AR(1)
 process with coefficient :data:`NOISE_SMOOTHING` (slow variation the GRU need not learn to
 integrate in a few hundred steps; measured against half-white noise it gave a lower M-LMD and
-the same motion calibration on mini-MEAD), so samples are temporally coherent trajectories. The system trains pose and gaze with a
-distribution-level objective on these samples (the energy score,
+the same motion calibration on mini-MEAD), so samples are temporally coherent trajectories.
+The system trains pose and gaze with a distribution-level objective on these samples (the energy score,
 :func:`emoface.lightning_modules.speech_to_landmarks.energy_score`). ``noise_dim = 0`` is the
 deterministic generator (the ablation, and what checkpoints made before it load as).
 """
@@ -47,9 +47,9 @@ from emoface.geometry.rotations import rotation_6d_to_matrix
 from emoface.networks.cues import CUE_FEATURES, CUE_SLICES, GazeBins, cue_features, identity_6d, xavier_small_
 
 FEEDBACK_CUES = ("landmarks", "gaze", "pose")
+"""Cue names ``free_running_cues`` accepts."""
 NOISE_SMOOTHING = 0.9
 """AR(1) coefficient of the per-frame noise (time constant ~10 frames, 0.4 s)."""
-"""Cue names ``free_running_cues`` accepts."""
 
 
 class Reference(NamedTuple):
