@@ -127,13 +127,12 @@ def _backend(name: str, device: str) -> Any:
 
 def _preview(frames: np.ndarray, cues: dict[str, np.ndarray], render_size: int) -> np.ndarray:
     """Side by side: the frames | the same frames with stage 1's landmarks, gaze and pose drawn."""
-    from emoface.visualize import annotate_frames, auto_upscale, track_from_arrays
+    from emoface.visualize import annotate_frames, auto_upscale, track_from_arrays, upscale_frames
 
     track = track_from_arrays(cues).scaled(render_size / float(cues["size"]))
     upscale = auto_upscale(frames.shape[1])
     drawn = annotate_frames(frames, track, upscale=upscale)
-    plain = np.repeat(np.repeat(frames, upscale, axis=1), upscale, axis=2) if upscale > 1 else frames
-    return np.concatenate([plain, drawn], axis=2)
+    return np.concatenate([upscale_frames(frames, upscale), drawn], axis=2)
 
 
 def generate(args: argparse.Namespace) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from one encoding of the source. Used by ``emoface generate``, the benchmark and
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +56,12 @@ def read_checkpoint(path: str | Path, role: str) -> dict[str, Any]:
         raise PipelineError(f"{path}: {role} checkpoint not found")
     try:
         try:
+            # Only the keys are needed here: memory-mapped, no tensor data is read (the systems'
+            # load_from_checkpoint reads the weights once, afterwards). weights_only: a checkpoint
+            # from elsewhere cannot run code.
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a legacy (pre-zip) file cannot be memory-mapped
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            # Lightning checkpoints may pickle hyperparameter objects (an optimizer factory ...);
-            # Lightning's own loader reads them the same way.
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - any failure to read is the same message
         raise PipelineError(f"{path}: unreadable {role} checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -221,10 +221,8 @@ class FacePhoto:
         """``(70, 3)`` the photo's relocated points (68 posed landmarks + 2 pupils), crop pixels."""
         from emoface.geometry.relocation import relocate
 
-        t = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in (
-            ("n", self.normalized_landmarks), ("g", self.gaze), ("r", self.rotation), ("t", self.translation),
-            ("s", self.scale))}  # fmt: skip
-        return relocate(t["n"], t["g"], t["r"], t["t"], t["s"]).points.numpy()
+        cues = (self.normalized_landmarks, self.gaze, self.rotation, self.translation, self.scale)
+        return relocate(*(torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in cues)).points.numpy()
 
 
 def largest_face(image: np.ndarray, backend: Any) -> tuple[Any | None, int]:
