@@ -11,6 +11,7 @@ from emoface.lightning_modules.speech_to_landmarks import (
     energy_score,
     repeat_batch,
     stitch_windows,
+    increment_energy_score,
     window_seeds,
 )
 from emoface.networks import SpeechToLandmarksNet
@@ -66,6 +67,53 @@ def test_energy_score_prefers_the_true_spread() -> None:
     torch.testing.assert_close(one, torch.ones(2))  # one sample: the plain distance (per sqrt(frame))
     with pytest.raises(ValueError, match="samples must be"):
         energy_score(torch.zeros(2, 2, 3), torch.zeros(2, 3, 1))
+
+
+def test_increment_energy_score_rewards_motion_timed_with_the_real_one() -> None:
+    """Real trajectories: a slow random drift plus nods at random times; samples with another drift
+    and the nods at the right frames beat the same nods 3 frames late, and beat jitter, clearly
+    per frame, much more clearly than the whole-window energy score tells them apart."""
+    g = torch.Generator().manual_seed(0)
+    batch, frames = 512, 32
+    time = torch.linspace(0, 1, frames)
+
+    def drift(count: int) -> torch.Tensor:  # (count, B, T, 1): a slow random sway, ~3 deg
+        phase = 6.3 * torch.rand(count, batch, 1, 1, generator=g)
+        amplitude = 3.0 * torch.randn(count, batch, 1, 1, generator=g)
+        return amplitude * torch.sin(3.0 * time[None, None, :, None] + phase)
+
+    nods = (torch.rand(batch, frames, 1, generator=g) < 0.15).float()
+    nods = torch.nn.functional.conv1d(nods.transpose(1, 2), torch.ones(1, 1, 3), padding=1).transpose(1, 2)
+    target = drift(1)[0] + nods  # (B, T, 1) degrees
+    timed = drift(2) + nods
+    late = drift(2) + nods.roll(3, dims=1)
+    jitter = drift(2) + 0.5 * torch.randn(2, batch, frames, 1, generator=g)
+    per_frame = {name: increment_energy_score(s, target).mean().item()
+                 for name, s in (("timed", timed), ("late", late), ("jitter", jitter))}  # fmt: skip
+    assert per_frame["timed"] < 0.6 * per_frame["late"] and per_frame["timed"] < 0.6 * per_frame["jitter"]
+    window = {name: energy_score(s, target).mean().item() for name, s in (("timed", timed), ("late", late))}
+    # The window-long score sees the timing too, but far less (measured: 1.4x against 10x per frame).
+    assert per_frame["late"] / per_frame["timed"] > 3 * window["late"] / window["timed"]
+    assert increment_energy_score(timed, target).shape == (batch, frames - 1)
+    assert increment_energy_score(timed, target, lag=8).shape == (batch, frames - 8)
+    unseen = torch.zeros_like(target)  # weight 0 (e.g. closed eyes): nothing scored
+    assert increment_energy_score(late, target, weight=unseen).abs().max() == 0
+    with pytest.raises(ValueError, match="1 <= lag < T"):
+        increment_energy_score(torch.zeros(2, 3, 1, 1), torch.zeros(3, 1, 1))
+    # Long lags score the slow sway's amplitude: damped sway scores worse (measured 1.16x).
+    damped = drift(2) * 0.3 + nods
+    assert increment_energy_score(damped, target, 16).mean() > 1.1 * increment_energy_score(timed, target, 16).mean()
+
+
+def test_increment_terms_join_the_motion_loss() -> None:
+    batch = repeat_batch(synthetic_batch(batch=2, frames=8), 2)
+    plain = _system(8, motion_increment_weight=0.0)
+    velocity = _system(8, motion_increment_weight=5.0)
+    lags = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4))
+    with torch.no_grad():
+        out = plain.generate(batch, seed=0)
+        losses = [system.motion_loss(out, batch, samples=2) for system in (plain, velocity, lags)]
+    assert losses[0] < losses[1] < losses[2]
 
 
 def test_training_step_draws_two_samples_per_window_and_reduces_the_loss() -> None:
