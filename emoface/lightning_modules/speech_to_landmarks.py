@@ -16,8 +16,10 @@ free-running. Losses (each weight configurable):
 * ``emotion``: cross-entropy of the collaborative emotion classifier on the generated cue
   sequence against the conditioning emotion (the classifier's weights receive no gradient);
 * ``motion`` (stochastic networks, ``network.noise_dim > 0``): the energy score of the sampled
-  head-rotation and gaze trajectories (:func:`energy_score`, per cue group); it replaces the
-  deterministic gaze terms (CE + L1) and the rotation L1 (translation and scale keep their L1).
+  head-rotation and gaze trajectories (:func:`energy_score`, per cue group), plus the per-frame
+  score of their velocities (:func:`increment_energy_score`, ``motion_increment_weight``); it
+  replaces the deterministic gaze terms (CE + L1) and the rotation L1 (translation and scale keep
+  their L1).
 
 Stochastic motion. Head pose and gaze are mostly not determined by the inputs (the emotion fixes
 their statistics, the prosody part of the head's motion); an L1 trains their conditional median,
@@ -28,7 +30,10 @@ pitch, roll; gaze yaw and pitch of both eyes, in degrees, weighted by ``gaze_con
 strictly proper scoring rule (Gneiting & Raftery 2007), minimised only when the samples'
 distribution is the data's, including temporal structure, because it scores whole trajectories. Unlike a GAN it has
 no critic to balance and no mode collapse pressure; unlike a VAE it needs no posterior network
-and no KL weight to tune the sample spread, which is exactly what must be right here.
+and no KL weight to tune the sample spread, which is exactly what must be right here. Its pull on
+each frame is weak, though (the gradient of a window-long norm), so each frame's velocity is also
+scored on its own: the head then moves about as fast as the real one and nods with the voice
+instead of jittering (:meth:`SpeechToLandmarks.motion_loss`).
 Evaluation and prediction are seeded: each window's noise comes from ``motion_seed``, its clip
 and its start frame, so a fixed seed reproduces the same sequences on any device or batch size.
 
