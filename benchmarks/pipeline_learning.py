@@ -161,26 +161,21 @@ def emoface_fit(config: str, overlay: str | None, root: Path, cache: Path, seed:
     return checkpoint
 
 
+def steps_arguments(steps: int) -> list[str]:
+    """``emoface fit`` arguments for a run of ``steps`` steps whose ``last.ckpt`` holds the final weights.
+
+    The renderer and stage-2 configs validate (and so write ``last.ckpt``) every 500 steps within
+    their long first epoch; validating once, at the last step, saves the weights trained last.
+    """
+    return ["--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps)]
+
+
 def train_models(args: argparse.Namespace, cache: Path, out: Path, log: Any) -> dict[str, Path]:
-    """The checkpoints given, and the others trained with the project's configs (tiny overlays with ``--tiny``)."""
+    """The checkpoints given, and the others trained with the project's configs (tiny overlays with
+    ``--tiny``): stage 1 first (it does not need the renderer), then the renderer and stage 2 on it."""
     accelerator = accelerator_of(args.device)
     tiny = args.tiny
     checkpoints: dict[str, Path] = {}
-    if args.renderer:
-        checkpoints["renderer"] = Path(args.renderer)
-    else:
-        extra = ["--trainer.max_epochs", "1"] if tiny else ["--trainer.max_steps", str(args.renderer_steps)]
-        checkpoints["renderer"] = emoface_fit("renderer_small", "tiny_renderer" if tiny else None, out / "renderer",
-                                              cache, args.seed, accelerator, extra)  # fmt: skip
-        log(f"renderer trained -> {checkpoints['renderer']}")
-    if args.l2k:
-        checkpoints["l2k"] = Path(args.l2k)
-    else:
-        extra = ["--model.init_args.renderer_checkpoint", str(checkpoints["renderer"])]
-        extra += ["--trainer.max_epochs", "1"] if tiny else ["--trainer.max_steps", str(args.l2k_steps)]
-        checkpoints["l2k"] = emoface_fit("l2k", "tiny_l2k" if tiny else None, out / "l2k", cache, args.seed,
-                                         accelerator, extra)  # fmt: skip
-        log(f"stage 2 (L2K) trained -> {checkpoints['l2k']}")
     if args.s2l:
         checkpoints["s2l"] = Path(args.s2l)
     else:
@@ -189,6 +184,21 @@ def train_models(args: argparse.Namespace, cache: Path, out: Path, log: Any) -> 
         checkpoints["s2l"] = emoface_fit("s2l", "tiny_s2l" if tiny else None, out / "s2l", cache, args.seed,
                                          accelerator, extra)  # fmt: skip
         log(f"stage 1 (S2L) trained -> {checkpoints['s2l']}")
+    if args.renderer:
+        checkpoints["renderer"] = Path(args.renderer)
+    else:
+        extra = ["--trainer.max_epochs", "1"] if tiny else steps_arguments(args.renderer_steps)
+        checkpoints["renderer"] = emoface_fit("renderer_small", "tiny_renderer" if tiny else None, out / "renderer",
+                                              cache, args.seed, accelerator, extra)  # fmt: skip
+        log(f"renderer trained -> {checkpoints['renderer']}")
+    if args.l2k:
+        checkpoints["l2k"] = Path(args.l2k)
+    else:
+        extra = ["--model.init_args.renderer_checkpoint", str(checkpoints["renderer"])]
+        extra += ["--trainer.max_epochs", "1"] if tiny else steps_arguments(args.l2k_steps)
+        checkpoints["l2k"] = emoface_fit("l2k", "tiny_l2k" if tiny else None, out / "l2k", cache, args.seed,
+                                         accelerator, extra)  # fmt: skip
+        log(f"stage 2 (L2K) trained -> {checkpoints['l2k']}")
     return checkpoints
 
 
@@ -496,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache_dir) if args.cache_dir else build_cache(out / "data", args.tiny, args.seed)
     size = crop_size(cache)
     log(f"data ready: {cache} ({size} px)")
-    checkpoints = train_models(args, cache, out, log)
     nets = evaluators(args, cache, out, size, log)
+    checkpoints = train_models(args, cache, out, log)
     accelerator = accelerator_of(args.device)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     renderer = Path(args.renderer) if args.renderer else checkpoints["renderer"]
