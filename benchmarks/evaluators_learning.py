@@ -161,7 +161,9 @@ def trainer(root: Path, name: str, epochs: int, callbacks: list[Any] | None = No
 
 
 # ----------------------------------------------------------------------------------------- SyncNet
-def train_syncnet(cache: Path, root: Path, epochs: int, seed: int, size: int = 64, accelerator: str = "cpu") -> torch.nn.Module:
+def train_syncnet(
+    cache: Path, root: Path, epochs: int, seed: int, size: int = 64, accelerator: str = "cpu"
+) -> torch.nn.Module:
     """Train a narrow SyncNet with :class:`SyncNetTrainer` on the training actors' windows."""
 
     from emoface.lightning_modules import SyncNetTrainer

@@ -9,10 +9,14 @@ on mini-MEAD actors that no model saw.
 1. Builds (or reuses, ``--cache-dir``) the 24-actor, 64 px mini-MEAD cache of
    ``benchmarks/renderer_learning.py`` (22 training actors; the speaker split's validation and
    test actors are the held-out ones, 44 whole clips).
-2. Trains, on the training actors only, what is not given: the renderer (``emoface fit --config
-   configs/renderer_small.yaml``), stage 2 on it (``configs/l2k.yaml``), stage 1
-   (``configs/s2l.yaml``) and the two evaluators with the recipes of
-   ``benchmarks/evaluators_learning.py`` (SyncNet, multi-way; Emotion-FAN), at the cache's side.
+2. Trains, on the training actors only, what is not given: the two evaluators with the recipes
+   of ``benchmarks/evaluators_learning.py`` (SyncNet, multi-way matching; Emotion-FAN) at the
+   cache's side, saved under ``--out``/evaluators for reuse; then through ``emoface fit`` as a
+   user runs it: stage 1 (``configs/s2l.yaml``, ``--s2l-epochs``), the renderer
+   (``configs/renderer_small.yaml``, ``--renderer-steps``) and stage 2 on it (``configs/l2k.yaml``,
+   ``--l2k-steps``); those two validate once, at their last step, so that ``last.ckpt`` holds
+   the final weights. ``--tiny`` trains on a 3-actor, 1 s cache with the tiny overlays of
+   ``configs/tests/`` for one short epoch each and scores 4 held-out clips.
 3. **L2K table**: every held-out clip rendered from its first frame and its **real** relocated
    landmarks through stage 2's inference path (``LandmarksToKeypoints.animate``, what ``predict``
    writes), against "source frame repeated" and the renderer's own reconstruction (the
@@ -77,8 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--syncnet", default=None,
                         help="SyncNetTrainer checkpoint (emoface fit --config configs/syncnet.yaml), a file this "
                              "script wrote, or syncnet_v2.model (default: trained here)")  # fmt: skip
-    parser.add_argument("--emotion-fan", default=None,
-                        help="EmotionClassifier checkpoint or EmotionFAN export (default: trained here)")
+    parser.add_argument(
+        "--emotion-fan", default=None, help="EmotionClassifier checkpoint or EmotionFAN export (default: trained here)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
@@ -89,8 +94,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--emotion-epochs", type=int, default=4, help="Emotion-FAN epochs (evaluators recipe: 4)")
     parser.add_argument("--max-clips", type=int, default=None, help="score only the first N held-out clips")
     parser.add_argument("--lpips-weights", default=None, help="torchvision AlexNet weights for LPIPS")
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny cache, tiny networks (configs/tests overlays), a few steps: proves plumbing only")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny cache, tiny networks (configs/tests overlays), a few steps: proves plumbing only",
+    )
     return parser.parse_args(argv)
 
 
@@ -402,7 +410,9 @@ def evaluate_pipeline(videos: Path, nets: dict[str, torch.nn.Module], cache: Pat
         path = videos / f"{clip}.mp4"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no generated video for held-out clip {clip!r}")
-        generated = torch.from_numpy(read_video(path, fps=25).frames).permute(0, 3, 1, 2).unsqueeze(0)  # (1, T, 3, H, W)
+        generated = (
+            torch.from_numpy(read_video(path, fps=25).frames).permute(0, 3, 1, 2).unsqueeze(0)
+        )  # (1, T, 3, H, W)
         for row, video in zip(rows, (generated, batch["frames"])):
             for suffix, shift in (("", 0), ("_shifted", SYNC_SHIFT)):
                 metric = SyncScore(net=nets["syncnet"])

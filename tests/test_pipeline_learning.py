@@ -44,7 +44,9 @@ def test_pipeline_learning_tiny_prints_tables_and_criteria(
     assert "4 held-out clips" in printed
     assert len(list((tmp_path / "stage1").rglob("*.npz"))) == 4
     assert len(list((tmp_path / "videos").rglob("*.mp4"))) == 4
-    assert (tmp_path / "evaluators" / "syncnet.pth").is_file() and (tmp_path / "evaluators" / "emotion_fan.pth").is_file()
+    assert (tmp_path / "evaluators" / "syncnet.pth").is_file() and (
+        tmp_path / "evaluators" / "emotion_fan.pth"
+    ).is_file()
     # The pipeline rows hold numbers (LSE-C, accuracy), not n/a.
     generated = next(line for line in printed.splitlines() if line.startswith("| generated"))
     cells = [cell.strip() for cell in generated.strip("|").split("|")]
