@@ -40,9 +40,38 @@ Criteria (exit status 1 when one fails):
 * generated videos' AV offset within 1 frame of 0 (median over clips);
 * emotion accuracy of the generated videos >= 0.6 (8 emotions, chance 0.125).
 
-Measured: see ``MEASURED`` at the end of this docstring (filled from the runs made so far).
+Measured (2026-11-30, seed 0, 2-core CPU with another training job on one core, one thread;
+the defaults, 4000 renderer steps alone about 2 h at this speed, did not fit the session):
 
-MEASURED
+    python benchmarks/pipeline_learning.py --out /tmp/pl/run --cache-dir CACHE --device cpu \
+        --renderer-steps 1000 --l2k-steps 500 --s2l-epochs 4 --sync-epochs 3 --emotion-epochs 4
+
+took 3302 s (cache built beforehand, 380 s): SyncNet 341 s, Emotion-FAN 552 s, S2L 170 s,
+renderer 1846 s (0.54 steps/s), L2K 179 s, L2K table 125 s, both predicts 55 s, pipeline
+scores 20 s. Exit status 1; one criterion of five passes:
+
+    | method                                        | PSNR  | SSIM  | keypoint error |
+    | L2K + renderer (real relocated landmarks)     | 21.98 | 0.694 | 0.4173         |
+    | renderer reconstruction (estimator keypoints) | 21.98 | 0.694 | -              |
+    | source frame repeated                         | 25.16 | 0.799 | -              |
+    | source keypoints held still                   | -     | -     | 0.3366         |
+
+    | videos    | LSE-C | LSE-C shifted 8 | median AV offset | abs(offset) <= 1 | emotion accuracy |
+    | generated | 1.706 | 1.665           | +14              | 0 %              | 0.182            |
+    | real      | 15.54 | 13.80           | 0                | 100 %            | 0.795            |
+
+(44 clips of W028 and W029; LPIPS n/a, no AlexNet weights.) The evaluators work (real videos:
+LSE-C above the shifted audio's, offset 0 on every clip, emotion 0.795 at 64 px). What fails is
+the renderer: after 1000 steps it draws the same frame whatever the keypoints (frames rendered
+from L2K's keypoints and from the estimator's differ by 4e-6 on average, consecutive frames by
+1e-7, against 8e-3 between real frames), a blurred still face below "source frame repeated";
+so the generated videos have no mouth motion for SyncNet (offset at the search edge) and the
+emotion classifier. Stage 2's keypoint error after 500 steps is above the still keypoints' (its
+own validation at step 500: 0.627 against 0.388), with predicted keypoints moving about a fifth
+as much as the estimator's (per-clip std 0.034 against 0.178 on the first held-out clip).
+
+``--tiny`` (the test, on the session's ``tiny_pipeline`` checkpoints): 17 s beside the fixture;
+standalone, everything trained here, 95 s; its numbers mean nothing (5 FAIL lines, exit 1).
 """
 
 from __future__ import annotations
