@@ -69,6 +69,8 @@ PLANTED_SHIFT = 4
 OFFSET_TOLERANCE = 1
 MIN_OFFSET_HIT_RATE = 0.80
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+SYNCNET_ARGS = {"embed_dim": 64, "audio_channels": (16, 32, 32, 32, 32, 64), "lip_channels": (16, 32, 32, 32, 32, 64)}
+"""Sizes of the narrow SyncNet :func:`train_syncnet` trains (its ``image_size`` is an argument)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -137,12 +139,12 @@ def held_out_clips(cache: Path, fields: list[str]) -> tuple[list[str], Any]:
     return held_out, dm
 
 
-def trainer(root: Path, name: str, epochs: int, callbacks: list[Any] | None = None) -> Any:
-    """A quiet, deterministic CPU trainer with a CSV log."""
+def trainer(root: Path, name: str, epochs: int, callbacks: list[Any] | None = None, accelerator: str = "cpu") -> Any:
+    """A quiet, deterministic trainer (CPU by default) with a CSV log."""
     from lightning.pytorch.loggers import CSVLogger
 
     return L.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         max_epochs=epochs,
         default_root_dir=str(root / name),
@@ -159,7 +161,9 @@ def trainer(root: Path, name: str, epochs: int, callbacks: list[Any] | None = No
 
 
 # ----------------------------------------------------------------------------------------- SyncNet
-def train_syncnet(cache: Path, root: Path, epochs: int, seed: int, size: int = 64) -> torch.nn.Module:
+def train_syncnet(
+    cache: Path, root: Path, epochs: int, seed: int, size: int = 64, accelerator: str = "cpu"
+) -> torch.nn.Module:
     """Train a narrow SyncNet with :class:`SyncNetTrainer` on the training actors' windows."""
 
     from emoface.lightning_modules import SyncNetTrainer
@@ -167,14 +171,9 @@ def train_syncnet(cache: Path, root: Path, epochs: int, seed: int, size: int = 6
 
     L.seed_everything(seed, verbose=False)
     dm = datamodule(cache, ["frames", "waveform"], window=16, batch_size=8, seed=seed)
-    net = SyncNet(
-        embed_dim=64,
-        audio_channels=(16, 32, 32, 32, 32, 64),
-        lip_channels=(16, 32, 32, 32, 32, 64),
-        image_size=size,
-    )
+    net = SyncNet(**SYNCNET_ARGS, image_size=size)
     system = SyncNetTrainer(net, lr=1e-3, objective="multiway", max_offset=15)
-    trainer(root, "syncnet", epochs).fit(system, datamodule=dm)
+    trainer(root, "syncnet", epochs, accelerator=accelerator).fit(system, datamodule=dm)
     return system.net.eval()
 
 
@@ -224,7 +223,7 @@ def evaluate_sync(net: torch.nn.Module, cache: Path) -> dict[str, dict[str, floa
 # ----------------------------------------------------------------------------------------- emotion
 def train_emotion(cache: Path, root: Path, epochs: int, seed: int, size: int = 96, window: int = 4, stride: int = 2,
                   batch_size: int = 16, flip: bool = False, balanced: bool = False, translate: float = 0.0,
-                  cosine: bool = True, curve: list[float] | None = None) -> torch.nn.Module:  # fmt: skip
+                  cosine: bool = True, curve: list[float] | None = None, accelerator: str = "cpu") -> torch.nn.Module:  # fmt: skip
     """Train a narrow Emotion-FAN with :class:`EmotionClassifier` on the training actors' cropped frames.
 
     ``balanced``: class weights inversely proportional to the training clips per emotion (neutral
@@ -255,7 +254,7 @@ def train_emotion(cache: Path, root: Path, epochs: int, seed: int, size: int = 9
     system = EmotionClassifier(net, lr=1e-3, weight_decay=1e-4, class_weights=weights, flip=flip, translate=translate,
                                cosine=cosine)  # fmt: skip
     callbacks = [] if curve is None else [HeldOutAccuracyCurve(cache, curve)]
-    trainer(root, "emotion_classifier", epochs, callbacks).fit(system, datamodule=dm)
+    trainer(root, "emotion_classifier", epochs, callbacks, accelerator).fit(system, datamodule=dm)
     return system.net.eval()
 
 

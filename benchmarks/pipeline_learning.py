@@ -1,0 +1,577 @@
+"""Proof that the whole method learns (issue 10): stage 2 with the renderer, and the pipeline from audio,
+on mini-MEAD actors that no model saw.
+
+    python benchmarks/pipeline_learning.py                 # trains everything (CPU: see the figures below)
+    python benchmarks/pipeline_learning.py --renderer R.ckpt --l2k L.ckpt --s2l S.ckpt \\
+        --syncnet syncnet.ckpt --emotion-fan emotion_fan.pth --cache-dir CACHE    # reuse trained models
+    python benchmarks/pipeline_learning.py --tiny          # a few steps of everything: plumbing only
+
+1. Builds (or reuses, ``--cache-dir``) the 24-actor, 64 px mini-MEAD cache of
+   ``benchmarks/renderer_learning.py`` (22 training actors; the speaker split's validation and
+   test actors are the held-out ones, 44 whole clips).
+2. Trains, on the training actors only, what is not given: the two evaluators with the recipes
+   of ``benchmarks/evaluators_learning.py`` (SyncNet, multi-way matching; Emotion-FAN) at the
+   cache's side, saved under ``--out``/evaluators for reuse; then through ``emoface fit`` as a
+   user runs it: stage 1 (``configs/s2l.yaml``, ``--s2l-epochs``), the renderer
+   (``configs/renderer_small.yaml``, ``--renderer-steps``) and stage 2 on it (``configs/l2k.yaml``,
+   ``--l2k-steps``); those two validate once, at their last step, so that ``last.ckpt`` holds
+   the final weights. ``--tiny`` trains on a 3-actor, 1 s cache with the tiny overlays of
+   ``configs/tests/`` for one short epoch each and scores 4 held-out clips.
+3. **L2K table**: every held-out clip rendered from its first frame and its **real** relocated
+   landmarks through stage 2's inference path (``LandmarksToKeypoints.animate``, what ``predict``
+   writes), against "source frame repeated" and the renderer's own reconstruction (the
+   estimator's keypoints of the real frames: the ceiling of stage 2); PSNR / SSIM / LPIPS over
+   frames 1..T-1 (frame 0 is the source). Keypoint error (mean Euclidean distance in the
+   renderer's normalised volume, ``LandmarksToKeypoints.forward``) of the mapper and of "source
+   keypoints held still", both against the frozen estimator's keypoints of the real frames.
+4. **Pipeline table**: the public predict paths, as a user runs them: ``SpeechToLandmarks``
+   predict writes the held-out clips' stage-1 files (each clip's own audio, emotion and level,
+   its actor's neutral reference face), then ``LandmarksToKeypoints`` predict (``stage1_dir``)
+   renders them from each clip's first frame to mp4 files. The decoded videos are scored with
+   the trained evaluators through ``SyncScore`` (clip's audio, and the audio delayed by 8 frames
+   with ``shift_audio``; per-clip AV offset) and ``EmotionAccuracy``; the real held-out videos
+   are scored alike as the reference row.
+
+Criteria (exit status 1 when one fails):
+
+* L2K + renderer PSNR >= "source frame repeated" + 2 dB;
+* L2K keypoint error < "source keypoints held still";
+* generated videos' LSE-C > the same videos' LSE-C with the audio shifted by 8 frames;
+* generated videos' AV offset within 1 frame of 0 (median over clips);
+* emotion accuracy of the generated videos >= 0.6 (8 emotions, chance 0.125).
+
+Measured (2026-11-30, seed 0, 2-core CPU with another training job on one core, one thread;
+the defaults, 4000 renderer steps alone about 2 h at this speed, did not fit the session):
+
+    python benchmarks/pipeline_learning.py --out /tmp/pl/run --cache-dir CACHE --device cpu \
+        --renderer-steps 1000 --l2k-steps 500 --s2l-epochs 4 --sync-epochs 3 --emotion-epochs 4
+
+took 3302 s (cache built beforehand, 380 s): SyncNet 341 s, Emotion-FAN 552 s, S2L 170 s,
+renderer 1846 s (0.54 steps/s), L2K 179 s, L2K table 125 s, both predicts 55 s, pipeline
+scores 20 s. Exit status 1; one criterion of five passes:
+
+    | method                                        | PSNR  | SSIM  | keypoint error |
+    | L2K + renderer (real relocated landmarks)     | 21.98 | 0.694 | 0.4173         |
+    | renderer reconstruction (estimator keypoints) | 21.98 | 0.694 | -              |
+    | source frame repeated                         | 25.16 | 0.799 | -              |
+    | source keypoints held still                   | -     | -     | 0.3366         |
+
+    | videos    | LSE-C | LSE-C shifted 8 | median AV offset | abs(offset) <= 1 | emotion accuracy |
+    | generated | 1.706 | 1.665           | +14              | 0 %              | 0.182            |
+    | real      | 15.54 | 13.80           | 0                | 100 %            | 0.795            |
+
+(44 clips of W028 and W029; LPIPS n/a, no AlexNet weights.) The evaluators work (real videos:
+LSE-C above the shifted audio's, offset 0 on every clip, emotion 0.795 at 64 px). What fails is
+the renderer: after 1000 steps it draws the same frame whatever the keypoints (frames rendered
+from L2K's keypoints and from the estimator's differ by 4e-6 on average, consecutive frames by
+1e-7, against 8e-3 between real frames), a blurred still face below "source frame repeated";
+so the generated videos have no mouth motion for SyncNet (offset at the search edge) and the
+emotion classifier. Stage 2's keypoint error after 500 steps is above the still keypoints' (its
+own validation at step 500: 0.627 against 0.388), with predicted keypoints moving about a fifth
+as much as the estimator's (per-clip std 0.034 against 0.178 on the first held-out clip).
+
+Rescoring that run's files (all five models given, ``--max-clips 6``) takes 42 s and prints the
+same picture (21.89 against 24.71 dB; LSE-C 1.546 against 1.476; offset +14; accuracy 0.0 of 6).
+``--tiny`` (the test, on the session's ``tiny_pipeline`` checkpoints): 17-31 s beside the fixture;
+standalone, everything trained here, 95 s; its numbers mean nothing (5 FAIL lines, exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+MIN_PSNR_GAIN_DB = 2.0
+SYNC_SHIFT = 8
+OFFSET_TOLERANCE = 1
+MIN_EMOTION_ACCURACY = 0.6
+SAMPLE_RATE = 16000
+TINY = {"speakers": 3, "seconds": 1.0, "clips": 4}
+"""``--tiny``: a 3-actor, 1 s cache (one training actor) and the first 4 held-out clips."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/pipeline_learning", help="working directory (data, runs, videos)")
+    parser.add_argument("--cache-dir", default=None, help="preprocessed mini-MEAD cache (default: built under --out)")
+    parser.add_argument("--renderer", default=None, help="FaceRenderer checkpoint (default: trained here)")
+    parser.add_argument("--l2k", default=None, help="LandmarksToKeypoints checkpoint (default: trained here)")
+    parser.add_argument("--s2l", default=None, help="SpeechToLandmarks checkpoint (default: trained here)")
+    parser.add_argument("--syncnet", default=None,
+                        help="SyncNetTrainer checkpoint (emoface fit --config configs/syncnet.yaml), a file this "
+                             "script wrote, or syncnet_v2.model (default: trained here)")  # fmt: skip
+    parser.add_argument(
+        "--emotion-fan", default=None, help="EmotionClassifier checkpoint or EmotionFAN export (default: trained here)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    parser.add_argument("--renderer-steps", type=int, default=4000, help="renderer training steps (config: 4000)")
+    parser.add_argument("--l2k-steps", type=int, default=3000, help="stage-2 training steps (config: 3000)")
+    parser.add_argument("--s2l-epochs", type=int, default=12, help="stage-1 epochs (benchmarks/s2l_learning.py: 12)")
+    parser.add_argument("--sync-epochs", type=int, default=3, help="SyncNet epochs (evaluators recipe: 3)")
+    parser.add_argument("--emotion-epochs", type=int, default=4, help="Emotion-FAN epochs (evaluators recipe: 4)")
+    parser.add_argument("--max-clips", type=int, default=None, help="score only the first N held-out clips")
+    parser.add_argument("--lpips-weights", default=None, help="torchvision AlexNet weights for LPIPS")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny cache, tiny networks (configs/tests overlays), a few steps: proves plumbing only",
+    )
+    return parser.parse_args(argv)
+
+
+@functools.cache
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package), loaded once."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def accelerator_of(device: str) -> str:
+    """Lightning's accelerator name for ``--device``."""
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available here")
+    return "gpu" if device == "cuda" else "cpu"
+
+
+# ----------------------------------------------------------------------------------------- data
+def build_cache(root: Path, tiny: bool, seed: int) -> Path:
+    """The renderer benchmark's 24-actor, 64 px, 2 s cache (``--tiny``: 3 actors, 1 s), built by the
+    evaluators benchmark's ``build_cache``."""
+    evaluators = load_benchmark("evaluators_learning")
+    speakers, seconds = (TINY["speakers"], TINY["seconds"]) if tiny else (24, 2.0)
+    return evaluators.build_cache(root, size=64, speakers=speakers, seconds=seconds, seed=seed)
+
+
+def held_out_datamodule(cache: Path, fields: list[str]) -> tuple[list[str], Any]:
+    """The speaker split's validation and test actors and a ``MEADDataModule`` whose predict loader
+    yields their whole clips, one per batch, source frame = the clip's first frame."""
+    evaluators = load_benchmark("evaluators_learning")
+    return evaluators.held_out_clips(cache, fields)
+
+
+def crop_size(cache: Path) -> int:
+    """Side of the cache's square crops (from its first held-out clip)."""
+    _, dm = held_out_datamodule(cache, ["frames"])
+    return int(dm.datasets["predict"][0]["frames"].shape[-1])
+
+
+# ----------------------------------------------------------------------------------------- training
+def emoface_fit(config: str, overlay: str | None, root: Path, cache: Path, seed: int, accelerator: str,
+                extra: list[str]) -> Path:  # fmt: skip
+    """``emoface fit --config configs/<config>.yaml [--config configs/tests/<overlay>.yaml]`` on ``cache``
+    with every output under ``root``; returns ``root/checkpoints/last.ckpt``."""
+    from emoface.cli import main as emoface_main
+
+    args = ["fit", "--config", str(CONFIGS / f"{config}.yaml")]
+    if overlay is not None:
+        args += ["--config", str(CONFIGS / "tests" / f"{overlay}.yaml")]
+    args += [
+        "--seed_everything", str(seed),
+        "--data.init_args.cache_dir", str(cache),
+        "--trainer.default_root_dir", str(root),
+        "--trainer.accelerator", accelerator,
+        "--trainer.devices", "1",
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]  # fmt: skip
+    status = emoface_main(args)
+    checkpoint = root / "checkpoints" / "last.ckpt"
+    if status not in (0, None) or not checkpoint.is_file():
+        raise RuntimeError(f"emoface fit --config configs/{config}.yaml exited {status}; no checkpoint at {checkpoint}")
+    return checkpoint
+
+
+def steps_arguments(steps: int) -> list[str]:
+    """``emoface fit`` arguments for a run of ``steps`` steps whose ``last.ckpt`` holds the final weights.
+
+    The renderer and stage-2 configs validate (and so write ``last.ckpt``) every 500 steps within
+    their long first epoch; validating once, at the last step, saves the weights trained last.
+    """
+    return ["--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps)]
+
+
+def train_models(args: argparse.Namespace, cache: Path, out: Path, log: Any) -> dict[str, Path]:
+    """The checkpoints given, and the others trained with the project's configs (tiny overlays with
+    ``--tiny``): stage 1 first (it does not need the renderer), then the renderer and stage 2 on it."""
+    accelerator = accelerator_of(args.device)
+    tiny = args.tiny
+    checkpoints: dict[str, Path] = {}
+    if args.s2l:
+        checkpoints["s2l"] = Path(args.s2l)
+    else:
+        epochs = 1 if tiny else args.s2l_epochs
+        extra = ["--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch", str(epochs)]
+        checkpoints["s2l"] = emoface_fit("s2l", "tiny_s2l" if tiny else None, out / "s2l", cache, args.seed,
+                                         accelerator, extra)  # fmt: skip
+        log(f"stage 1 (S2L) trained -> {checkpoints['s2l']}")
+    if args.renderer:
+        checkpoints["renderer"] = Path(args.renderer)
+    else:
+        extra = ["--trainer.max_epochs", "1"] if tiny else steps_arguments(args.renderer_steps)
+        checkpoints["renderer"] = emoface_fit("renderer_small", "tiny_renderer" if tiny else None, out / "renderer",
+                                              cache, args.seed, accelerator, extra)  # fmt: skip
+        log(f"renderer trained -> {checkpoints['renderer']}")
+    if args.l2k:
+        checkpoints["l2k"] = Path(args.l2k)
+    else:
+        extra = ["--model.init_args.renderer_checkpoint", str(checkpoints["renderer"])]
+        extra += ["--trainer.max_epochs", "1"] if tiny else steps_arguments(args.l2k_steps)
+        checkpoints["l2k"] = emoface_fit("l2k", "tiny_l2k" if tiny else None, out / "l2k", cache, args.seed,
+                                         accelerator, extra)  # fmt: skip
+        log(f"stage 2 (L2K) trained -> {checkpoints['l2k']}")
+    return checkpoints
+
+
+def load_syncnet(path: Path) -> torch.nn.Module:
+    """A SyncNet from a ``SyncNetTrainer`` checkpoint, a file :func:`save_syncnet` wrote (state dict +
+    sizes) or a ``syncnet_v2.model``-style state dict (reference sizes)."""
+    from emoface.networks import SyncNet
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "pytorch-lightning_version" in obj:
+        from emoface.lightning_modules import SyncNetTrainer
+
+        return SyncNetTrainer.load_from_checkpoint(path, map_location="cpu").net.eval()
+    sizes = obj.get("hparams", {}) if isinstance(obj, dict) else {}
+    return SyncNet.from_pretrained(path, **sizes)
+
+
+def save_syncnet(net: torch.nn.Module, sizes: dict[str, Any], path: Path) -> Path:
+    """Write a trained SyncNet as ``{"state_dict", "hparams"}`` (read back by :func:`load_syncnet`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hparams = {key: list(value) if isinstance(value, tuple) else value for key, value in sizes.items()}
+    torch.save({"state_dict": net.state_dict(), "hparams": hparams}, path)
+    return path
+
+
+def load_emotion_fan(path: Path) -> torch.nn.Module:
+    """An Emotion-FAN from an ``EmotionClassifier`` checkpoint or an ``EmotionFAN.export`` file."""
+    from emoface.networks import EmotionFAN
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "pytorch-lightning_version" in obj:
+        from emoface.lightning_modules import EmotionClassifier
+
+        return EmotionClassifier.load_from_checkpoint(path, map_location="cpu").net.eval()
+    return EmotionFAN.from_pretrained(path)
+
+
+def evaluators(args: argparse.Namespace, cache: Path, out: Path, size: int, log: Any) -> dict[str, torch.nn.Module]:
+    """SyncNet and Emotion-FAN: loaded from ``--syncnet`` / ``--emotion-fan``, or trained on the
+    training actors with ``benchmarks/evaluators_learning.py``'s recipes at the crop side ``size``
+    (and saved under ``out/evaluators`` for reuse)."""
+    bench = load_benchmark("evaluators_learning")
+    accelerator = accelerator_of(args.device)
+    epochs = (1, 1) if args.tiny else (args.sync_epochs, args.emotion_epochs)
+    nets: dict[str, torch.nn.Module] = {}
+    if args.syncnet:
+        nets["syncnet"] = load_syncnet(Path(args.syncnet))
+    else:
+        net = bench.train_syncnet(cache, out / "evaluators", epochs[0], args.seed, size, accelerator)
+        saved = save_syncnet(net, {**bench.SYNCNET_ARGS, "image_size": size}, out / "evaluators" / "syncnet.pth")
+        nets["syncnet"] = net.cpu()
+        log(f"SyncNet trained -> {saved}")
+    if args.emotion_fan:
+        nets["emotion"] = load_emotion_fan(Path(args.emotion_fan))
+    else:
+        net = bench.train_emotion(cache, out / "evaluators", epochs[1], args.seed, size, accelerator=accelerator)
+        saved = out / "evaluators" / "emotion_fan.pth"
+        net.cpu().export(saved)
+        nets["emotion"] = net.cpu()
+        log(f"Emotion-FAN trained -> {saved}")
+    return {name: net.eval() for name, net in nets.items()}
+
+
+# ----------------------------------------------------------------------------------------- L2K table
+def load_l2k(path: Path, renderer: Path | None, **overrides: Any) -> Any:
+    """A ``LandmarksToKeypoints`` system with its frozen renderer (``renderer`` replaces the one it names)."""
+    from emoface.lightning_modules import LandmarksToKeypoints
+
+    if renderer is not None:
+        overrides["renderer_checkpoint"] = str(renderer)
+    system = LandmarksToKeypoints.load_from_checkpoint(path, map_location="cpu", **overrides)
+    system.load_renderer()
+    return system.eval()
+
+
+@torch.no_grad()
+def evaluate_l2k(l2k: Any, cache: Path, device: torch.device, max_clips: int | None,
+                 lpips_weights: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Image scores of frames rendered from the real relocated landmarks, "source frame repeated" and
+    the renderer's reconstruction, and keypoint errors of the mapper and of "source keypoints held
+    still", over the held-out clips (see the module docstring)."""
+    from emoface.geometry.relocation import relocate
+    from emoface.io.weights import MissingWeightsError
+    from emoface.lightning_modules.landmarks_to_keypoints import BATCH_FIELDS, normalise_points
+    from emoface.metrics import LPIPS, PSNR, SSIM
+
+    l2k = l2k.to(device)
+    renderer = l2k.inference_renderer()
+    rows = ("L2K + renderer (real relocated landmarks)", "renderer reconstruction (estimator keypoints)",
+            "source frame repeated")  # fmt: skip
+    metrics: dict[str, dict[str, Any]] = {}
+    lpips_note = None
+    for row in rows:
+        metrics[row] = {"psnr": PSNR(), "ssim": SSIM()}
+        try:
+            metrics[row]["lpips"] = LPIPS(backbone_weights=lpips_weights)
+        except MissingWeightsError as error:
+            metrics[row]["lpips"], lpips_note = None, str(error).splitlines()[0]
+    keypoint_errors: dict[str, list[torch.Tensor]] = {"mapper": [], "still": []}
+    actors, dm = held_out_datamodule(cache, list(BATCH_FIELDS))
+    clips = frames_total = 0
+    for batch in dm.predict_dataloader():
+        if max_clips is not None and clips >= max_clips:
+            break
+        batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+        frames = batch["frames"][0]  # (T, 3, H, W) uint8
+        size = frames.shape[-1]
+        out = l2k(batch)  # kp_pred / kp_target (1, T, K, 3), kp_source (1, K, 3)
+        keypoint_errors["mapper"].append((out["kp_pred"] - out["kp_target"]).norm(dim=-1).mean(-1).flatten().cpu())
+        still = out["kp_source"].unsqueeze(1).expand_as(out["kp_target"])
+        keypoint_errors["still"].append((still - out["kp_target"]).norm(dim=-1).mean(-1).flatten().cpu())
+        points = relocate(batch["normalized_landmarks"], batch["gaze"], batch["rotation"], batch["translation"],
+                          batch["scale"]).points[0]  # (T, 70, 3) crop pixels  # fmt: skip
+        rendered = l2k.animate(batch["source_frame"][0], normalise_points(points, size),
+                               normalise_points(batch["source_relocated"][0], size), renderer=renderer)  # fmt: skip
+        reconstructed = renderer.reconstruct(batch["source_frame"][0], frames)
+        # Frame 0 is the source itself (a perfect baseline there): scored are frames 1..T-1.
+        target = frames[1:].float().div(255).unsqueeze(0).cpu()  # (1, T-1, 3, H, W)
+        repeated = batch["source_frame"].float().div(255).cpu().unsqueeze(1).expand_as(target)
+        videos = {rows[0]: rendered[1:].clamp(0, 1).unsqueeze(0).cpu(), rows[1]: reconstructed[1:].clamp(0, 1).unsqueeze(0).cpu(),
+                  rows[2]: repeated}  # fmt: skip
+        for row, video in videos.items():
+            for metric in metrics[row].values():
+                if metric is not None:
+                    metric.update(video, target)
+        clips += 1
+        frames_total += target.shape[1]
+    l2k.cpu()
+    result: dict[str, Any] = {"actors": actors, "clips": clips, "frames": frames_total, "lpips_note": lpips_note}
+    result["images"] = {row: {name: (None if m is None else float(m.compute())) for name, m in values.items()}
+                        for row, values in metrics.items()}  # fmt: skip
+    result["keypoint_error"] = {name: float(torch.cat(values).mean()) for name, values in keypoint_errors.items()}
+    return result
+
+
+# ----------------------------------------------------------------------------------------- pipeline
+def predict_stage1(s2l: Path, cache: Path, size: int, out: Path, accelerator: str, max_clips: int | None) -> Path:
+    """``SpeechToLandmarks`` predict (its ``predict_step``) on the held-out clips: ``out/<clip>.npz``."""
+    from emoface.lightning_modules import SpeechToLandmarks
+    from emoface.lightning_modules.speech_to_landmarks import BATCH_FIELDS
+
+    actors, _ = held_out_datamodule(cache, ["frames"])
+    system = SpeechToLandmarks.load_from_checkpoint(s2l, map_location="cpu", emotion_classifier_checkpoint=None,
+                                                    output_dir=str(out))  # fmt: skip
+    dm = prediction_datamodule(cache, list(BATCH_FIELDS), actors, size)
+    predictor(accelerator, max_clips).predict(system, datamodule=dm, return_predictions=False)
+    return out
+
+
+def render_stage2(l2k: Path, renderer: Path | None, stage1: Path, cache: Path, size: int, out: Path,
+                  accelerator: str, max_clips: int | None) -> Path:  # fmt: skip
+    """``LandmarksToKeypoints`` predict with ``stage1_dir``: ``out/<clip>.mp4`` (with the clip's audio)."""
+    from emoface.lightning_modules.landmarks_to_keypoints import BATCH_FIELDS
+
+    actors, _ = held_out_datamodule(cache, ["frames"])
+    system = load_l2k(l2k, renderer, stage1_dir=str(stage1), output_dir=str(out))
+    dm = prediction_datamodule(cache, [*BATCH_FIELDS, "waveform"], actors, size)
+    predictor(accelerator, max_clips).predict(system, datamodule=dm, return_predictions=False)
+    return out
+
+
+def prediction_datamodule(cache: Path, fields: list[str], actors: list[str], size: int) -> Any:
+    """Whole held-out clips for ``predict`` (``size``: the crop side, written into stage-1 files)."""
+    from emoface.datamodules import MEADDataModule
+
+    return MEADDataModule(cache_dir=str(cache), fields=fields, test_actors=actors, size=size, num_workers=0)
+
+
+def predictor(accelerator: str, max_clips: int | None) -> Any:
+    """A quiet one-device Lightning trainer for ``predict``."""
+    import lightning as L
+
+    return L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False,
+                     limit_predict_batches=max_clips if max_clips is not None else 1.0)  # fmt: skip
+
+
+def shift_audio(waveform: torch.Tensor, frames: int) -> torch.Tensor:
+    """The evaluators benchmark's ``shift_audio``: delay ``(B, S)`` audio by ``frames`` (circular)."""
+    return load_benchmark("evaluators_learning").shift_audio(waveform, frames)
+
+
+@torch.no_grad()
+def evaluate_pipeline(videos: Path, nets: dict[str, torch.nn.Module], cache: Path,
+                      max_clips: int | None) -> dict[str, Any]:  # fmt: skip
+    """LSE-C / LSE-D (clip's audio and the audio shifted by ``SYNC_SHIFT``), per-clip AV offsets and
+    emotion accuracy of the generated videos (``videos/<clip>.mp4``) and of the real held-out videos."""
+    from emoface.io.media import read_video
+    from emoface.metrics import EmotionAccuracy, SyncScore
+
+    actors, dm = held_out_datamodule(cache, ["frames", "waveform"])
+    rows = ("generated (S2L -> relocation -> L2K -> renderer)", "real held-out videos")
+    scores: dict[str, dict[str, list[float]]] = {row: {"lse_c": [], "lse_d": [], "offset": [], "lse_c_shifted": [],
+                                                       "lse_d_shifted": []} for row in rows}  # fmt: skip
+    emotion = {row: EmotionAccuracy(net=nets["emotion"]) for row in rows}
+    clips = 0
+    for batch in dm.predict_dataloader():
+        if max_clips is not None and clips >= max_clips:
+            break
+        clip = batch["clip"][0]
+        path = videos / f"{clip}.mp4"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no generated video for held-out clip {clip!r}")
+        generated = (
+            torch.from_numpy(read_video(path, fps=25).frames).permute(0, 3, 1, 2).unsqueeze(0)
+        )  # (1, T, 3, H, W)
+        for row, video in zip(rows, (generated, batch["frames"])):
+            for suffix, shift in (("", 0), ("_shifted", SYNC_SHIFT)):
+                metric = SyncScore(net=nets["syncnet"])
+                metric.update(video, shift_audio(batch["waveform"], shift), SAMPLE_RATE)
+                values = metric.compute()
+                scores[row][f"lse_c{suffix}"].append(float(values["lse_c"]))
+                scores[row][f"lse_d{suffix}"].append(float(values["lse_d"]))
+                if not suffix:
+                    scores[row]["offset"].append(float(values["offset"]))
+            emotion[row].update(video, batch["emotion"])
+        clips += 1
+    result: dict[str, Any] = {"actors": actors, "clips": clips}
+    for row in rows:
+        offsets = torch.tensor(scores[row]["offset"])
+        accuracy = emotion[row].compute()
+        result[row] = {
+            **{key: float(np.mean(values)) for key, values in scores[row].items() if key != "offset"},
+            "median_offset": float(offsets.median()),
+            "offset_within": float((offsets.abs() <= OFFSET_TOLERANCE).double().mean()),
+            "emotion_accuracy": float(accuracy["accuracy"]),
+        }
+    return result
+
+
+# ----------------------------------------------------------------------------------------- report
+def fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def l2k_table(result: dict[str, Any]) -> str:
+    images, keypoints = result["images"], result["keypoint_error"]
+    lines = [
+        f"L2K table: held-out actors {', '.join(result['actors'])}, {result['clips']} clips, {result['frames']} "
+        "frames (frame 0, the source, left out); keypoint error in the renderer's normalised volume",
+        "",
+        "| method | PSNR (dB) | SSIM | LPIPS | keypoint error |",
+        "|---|---|---|---|---|",
+    ]
+    kp_of = {"L2K + renderer (real relocated landmarks)": keypoints["mapper"]}
+    for row, values in images.items():
+        kp = kp_of.get(row)
+        lines.append(f"| {row} | {fmt(values['psnr'], 2)} | {fmt(values['ssim'], 3)} | {fmt(values['lpips'], 3)} | "
+                     f"{'-' if kp is None else fmt(kp, 4)} |")  # fmt: skip
+    lines.append(f"| source keypoints held still | - | - | - | {fmt(keypoints['still'], 4)} |")
+    if result["lpips_note"]:
+        lines += ["", f"LPIPS n/a: {result['lpips_note']}"]
+    return "\n".join(lines)
+
+
+def pipeline_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"Pipeline table: {result['clips']} held-out clips ({', '.join(result['actors'])}), trained SyncNet and "
+        f"Emotion-FAN; shifted = the clip's audio delayed by {SYNC_SHIFT} frames; offset: per clip, positive = audio "
+        "leads video",
+        "",
+        f"| videos | LSE-C | LSE-C shifted {SYNC_SHIFT} | LSE-D | LSE-D shifted {SYNC_SHIFT} | median AV offset | "
+        f"clips with abs(offset) <= {OFFSET_TOLERANCE} | emotion accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row, values in result.items():
+        if not isinstance(values, dict):
+            continue
+        lines.append(f"| {row} | {values['lse_c']:.3f} | {values['lse_c_shifted']:.3f} | {values['lse_d']:.3f} | "
+                     f"{values['lse_d_shifted']:.3f} | {values['median_offset']:+.0f} | {values['offset_within']:.0%} | "
+                     f"{values['emotion_accuracy']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def criteria(l2k: dict[str, Any], pipeline: dict[str, Any]) -> list[tuple[str, bool]]:
+    ours = l2k["images"]["L2K + renderer (real relocated landmarks)"]
+    base = l2k["images"]["source frame repeated"]
+    kp = l2k["keypoint_error"]
+    generated = pipeline["generated (S2L -> relocation -> L2K -> renderer)"]
+    return [
+        (f"L2K PSNR >= source frame repeated + {MIN_PSNR_GAIN_DB:g} dB ({ours['psnr']:.2f} vs {base['psnr']:.2f})",
+         ours["psnr"] >= base["psnr"] + MIN_PSNR_GAIN_DB),
+        (f"L2K keypoint error < source keypoints held still ({kp['mapper']:.4f} vs {kp['still']:.4f})",
+         kp["mapper"] < kp["still"]),
+        (f"generated LSE-C > LSE-C with audio shifted by {SYNC_SHIFT} ({generated['lse_c']:.3f} vs "
+         f"{generated['lse_c_shifted']:.3f})", generated["lse_c"] > generated["lse_c_shifted"]),
+        (f"generated AV offset within {OFFSET_TOLERANCE} frame of 0 (median {generated['median_offset']:+.0f}; "
+         f"{generated['offset_within']:.0%} of {pipeline['clips']} clips)",
+         abs(generated["median_offset"]) <= OFFSET_TOLERANCE),
+        (f"generated emotion accuracy >= {MIN_EMOTION_ACCURACY} ({generated['emotion_accuracy']:.3f}; chance 0.125)",
+         generated["emotion_accuracy"] >= MIN_EMOTION_ACCURACY),
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    start = time.time()
+
+    def log(text: str) -> None:
+        print(f"[{time.time() - start:6.0f}s] {text}", flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    max_clips = args.max_clips if args.max_clips is not None else (TINY["clips"] if args.tiny else None)
+    cache = Path(args.cache_dir) if args.cache_dir else build_cache(out / "data", args.tiny, args.seed)
+    size = crop_size(cache)
+    log(f"data ready: {cache} ({size} px)")
+    nets = evaluators(args, cache, out, size, log)
+    checkpoints = train_models(args, cache, out, log)
+    accelerator = accelerator_of(args.device)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    renderer = Path(args.renderer) if args.renderer else checkpoints["renderer"]
+    l2k = evaluate_l2k(load_l2k(checkpoints["l2k"], renderer), cache, device, max_clips, args.lpips_weights)
+    log("L2K table scored")
+    stage1 = predict_stage1(checkpoints["s2l"], cache, size, out / "stage1", accelerator, max_clips)
+    videos = render_stage2(checkpoints["l2k"], renderer, stage1, cache, size, out / "videos", accelerator, max_clips)
+    log(f"held-out videos generated -> {videos}")
+    pipeline = evaluate_pipeline(videos, nets, cache, max_clips)
+    log("pipeline table scored")
+    print()
+    if args.tiny:
+        print("TINY RUN (--tiny): tiny networks trained for a few steps on 1 actor; the numbers prove plumbing only.\n")
+    print(l2k_table(l2k))
+    print()
+    print(pipeline_table(pipeline))
+    print("\ncheckpoints: " + ", ".join(f"{name} {path}" for name, path in checkpoints.items()))
+    print(f"total time {time.time() - start:.0f} s\n")
+    checks = criteria(l2k, pipeline)
+    for text, ok in checks:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
