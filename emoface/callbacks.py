@@ -205,3 +205,26 @@ class ProgressLines(Callback):
 def _nth(values: object, index: int) -> object:
     """``values[index]`` of a per-dataloader list, else ``None``."""
     return values[index] if isinstance(values, list) and index < len(values) else None
+
+
+class FinalCheckpoint(Callback):
+    """Write ``<dirpath>/<filename>.ckpt`` when training ends, at whatever step it ends.
+
+    Step-based runs (``max_steps``, validation every ``val_check_interval`` steps) save their
+    ``ModelCheckpoint`` after each validation only, so a run that stops between two validations
+    (``--trainer.max_steps 600`` with validation every 500) would leave the step-500 weights in
+    ``last.ckpt``, and a run shorter than one interval none at all. This callback saves the final
+    weights over it, so ``last.ckpt`` is always the end of training.
+
+    Args:
+        dirpath: the checkpoint folder (the ``ModelCheckpoint``'s).
+        filename: file name without ``.ckpt``.
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last") -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.fast_dev_run:  # as ModelCheckpoint: a smoke run writes no checkpoint
+            return
+        trainer.save_checkpoint(str(self.path))  # every rank calls it; rank 0 writes

@@ -101,6 +101,11 @@ def test_official_split_rule() -> None:
     assert split["M001/happy/level_3/024"] == "val" and split["M001/happy/level_3/001"] == "train"
 
 
+def test_size_is_the_cache_crop_side(mead_cache_128: Path) -> None:
+    data = _data(mead_cache_128)  # the default size (256) given, a 128 px cache read
+    assert data.size == 128
+
+
 def test_official_split_and_filters_on_the_cache(mead_cache_128: Path) -> None:
     data = _data(mead_cache_128, split="official", emotions=["happy", "sad"], levels=[3])
     # mini-MEAD groups hold one sentence here, so the (documented) small-group rule puts it in test.

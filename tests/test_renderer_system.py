@@ -53,6 +53,16 @@ def test_fit_fast_dev_run(config: str, in_tmp: Path) -> None:
     assert main(["fit", "--config", str(REPO / "configs" / config), "--config", TINY, "--trainer.fast_dev_run", "true"]) == 0
 
 
+def test_step_based_fit_leaves_the_final_weights_in_last_ckpt(in_tmp: Path) -> None:
+    """renderer_small validates (and checkpoints) every N steps; a run ending between two
+    validations still leaves its final step in last.ckpt (emoface.callbacks.FinalCheckpoint)."""
+    args = ["--trainer.max_epochs", "-1", "--trainer.max_steps", "6", "--trainer.val_check_interval", "4",
+            "--trainer.check_val_every_n_epoch", "null", "--trainer.limit_train_batches", "null"]  # fmt: skip
+    assert main(["fit", "--config", str(REPO / "configs/renderer_small.yaml"), "--config", TINY, *args]) == 0
+    checkpoint = torch.load(in_tmp / "runs/renderer_small/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 6  # not 4, the last validation's
+
+
 def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> None:
     # configs/renderer.yaml with the tiny overlay: the vox-256 recipe including the discriminator.
     assert main(["fit", "--config", str(REPO / "configs/renderer.yaml"), "--config", TINY]) == 0

@@ -69,7 +69,9 @@ class MEADDataModule(LightningDataModule):
         backend: preprocessing backend for ``raw_root`` (``auto``: ``groundtruth`` when the root is
             a mini-MEAD tree, else ``face_alignment`` when its weights are in the torch hub cache,
             else ``dlib``).
-        size: crop side when preprocessing (and the mini-MEAD frame size).
+        size: crop side when preprocessing (and the mini-MEAD frame size). An existing cache's own
+            crop side (its ``cache.json``) replaces it at ``setup``, so ``size`` always names the
+            side of the crops served (stage-1 prediction files record it).
         preprocess_workers: worker processes for preprocessing.
         mini_mead_speakers, mini_mead_clips, mini_mead_seconds: the embedded mini-MEAD's size.
         pin_memory: DataLoader ``pin_memory``.
@@ -200,6 +202,10 @@ class MEADDataModule(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Read the manifest, split and build the window datasets."""
+        cached_size = mf.read_config(self.cache_dir).get("size")
+        if isinstance(cached_size, int) and cached_size != self.size:
+            log.info("%s holds %d px crops: size %d -> %d", self.cache_dir, cached_size, self.size, cached_size)
+            self.size = cached_size
         everything, _ = self._entries()
         self.splits = self.split_entries()
         fields = self.fields
