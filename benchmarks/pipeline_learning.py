@@ -14,8 +14,7 @@ on mini-MEAD actors that no model saw.
    cache's side, saved under ``--out``/evaluators for reuse; then through ``emoface fit`` as a
    user runs it: stage 1 (``configs/s2l.yaml``, ``--s2l-epochs``), the renderer
    (``configs/renderer_small.yaml``, ``--renderer-steps``) and stage 2 on it (``configs/l2k.yaml``,
-   ``--l2k-steps``); those two validate once, at their last step, so that ``last.ckpt`` holds
-   the final weights. ``--tiny`` trains on a 3-actor, 1 s cache with the tiny overlays of
+   ``--l2k-steps``); those two validate once, at their last step. ``--tiny`` trains on a 3-actor, 1 s cache with the tiny overlays of
    ``configs/tests/`` for one short epoch each and scores 4 held-out clips.
 3. **L2K table**: every held-out clip rendered from its first frame and its **real** relocated
    landmarks through stage 2's inference path (``LandmarksToKeypoints.animate``, what ``predict``
@@ -201,10 +200,11 @@ def emoface_fit(config: str, overlay: str | None, root: Path, cache: Path, seed:
 
 
 def steps_arguments(steps: int) -> list[str]:
-    """``emoface fit`` arguments for a run of ``steps`` steps whose ``last.ckpt`` holds the final weights.
+    """``emoface fit`` arguments for a run of ``steps`` steps, validated once, at its last step.
 
-    The renderer and stage-2 configs validate (and so write ``last.ckpt``) every 500 steps within
-    their long first epoch; validating once, at the last step, saves the weights trained last.
+    The renderer and stage-2 configs validate every 500 steps within their long first epoch; one
+    validation at the end logs the final weights' scores without spending time on earlier ones
+    (``last.ckpt`` holds the final weights either way: ``emoface.callbacks.FinalCheckpoint``).
     """
     return ["--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps)]
 
