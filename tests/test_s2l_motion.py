@@ -114,6 +114,8 @@ def test_increment_terms_join_the_motion_loss() -> None:
         out = plain.generate(batch, seed=0)
         losses = [system.motion_loss(out, batch, samples=2) for system in (plain, velocity, lags)]
     assert losses[0] < losses[1] < losses[2]
+    with pytest.raises(ValueError, match="motion_increment_lags"):
+        _system(8, motion_increment_lags=(0,))
 
 
 def test_training_step_draws_two_samples_per_window_and_reduces_the_loss() -> None:

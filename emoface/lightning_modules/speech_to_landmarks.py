@@ -298,6 +298,8 @@ class SpeechToLandmarks(LightningModule):
         self.motion_seed = motion_seed
         self.motion_increment_weight = motion_increment_weight
         self.motion_increment_lags = tuple(int(lag) for lag in motion_increment_lags)
+        if any(lag < 1 for lag in self.motion_increment_lags):
+            raise ValueError(f"motion_increment_lags must be >= 1 frame, got {self.motion_increment_lags}")
         deterministic_motion = not self.stochastic  # stochastic: the energy score replaces gaze/pose L1 and CE
         self.weights = {
             "landmark": landmark_weight,
@@ -517,8 +519,8 @@ class SpeechToLandmarks(LightningModule):
         Why the increments too: the trajectory score alone left the timing loose; on mini-MEAD the
         sampled head moved 2.5 times as fast as the real one between frames (roll 6 times), jitter
         that drowned the nods on the voice (head-speed / energy correlation about 0 against 0.27
-        real). Scored per frame, the velocity brings the speed to 1.1-1.3 times the real one and the
-        correlation to about 0.15 (benchmarks/s2l_learning.py). (Appending the velocity to the
+        real). Scored per frame, the velocity brings the speed to 1.0-1.3 times the real one and the
+        correlation to 0.15 (seed 0; 0.07 on seed 1; benchmarks/s2l_learning.py). (Appending the velocity to the
         trajectory's scored vector instead was measured worse: the spread moved into jitter.)
         """
         pred = motion_vectors(matrix_to_euler(out.rotation), out.gaze)  # (S B, T, 7)
