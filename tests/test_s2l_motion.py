@@ -9,9 +9,9 @@ from test_s2l_networks import TINY, synthetic_batch
 from emoface.lightning_modules.speech_to_landmarks import (
     SpeechToLandmarks,
     energy_score,
+    increment_energy_score,
     repeat_batch,
     stitch_windows,
-    increment_energy_score,
     window_seeds,
 )
 from emoface.networks import SpeechToLandmarksNet
