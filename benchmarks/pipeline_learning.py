@@ -168,9 +168,8 @@ def held_out_datamodule(cache: Path, fields: list[str]) -> tuple[list[str], Any]
 
 
 def crop_size(cache: Path) -> int:
-    """Side of the cache's square crops (from its first held-out clip)."""
-    _, dm = held_out_datamodule(cache, ["frames"])
-    return int(dm.datasets["predict"][0]["frames"].shape[-1])
+    """Side of the cache's square crops (``MEADDataModule.size`` reads it from the cache)."""
+    return int(held_out_datamodule(cache, ["frames"])[1].size)
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -374,7 +373,7 @@ def evaluate_l2k(l2k: Any, cache: Path, device: torch.device, max_clips: int | N
 
 
 # ----------------------------------------------------------------------------------------- pipeline
-def predict_stage1(s2l: Path, cache: Path, size: int, out: Path, accelerator: str, max_clips: int | None) -> Path:
+def predict_stage1(s2l: Path, cache: Path, out: Path, accelerator: str, max_clips: int | None) -> Path:
     """``SpeechToLandmarks`` predict (its ``predict_step``) on the held-out clips: ``out/<clip>.npz``."""
     from emoface.lightning_modules import SpeechToLandmarks
     from emoface.lightning_modules.speech_to_landmarks import BATCH_FIELDS
@@ -382,28 +381,28 @@ def predict_stage1(s2l: Path, cache: Path, size: int, out: Path, accelerator: st
     actors, _ = held_out_datamodule(cache, ["frames"])
     system = SpeechToLandmarks.load_from_checkpoint(s2l, map_location="cpu", emotion_classifier_checkpoint=None,
                                                     output_dir=str(out))  # fmt: skip
-    dm = prediction_datamodule(cache, list(BATCH_FIELDS), actors, size)
+    dm = prediction_datamodule(cache, list(BATCH_FIELDS), actors)
     predictor(accelerator, max_clips).predict(system, datamodule=dm, return_predictions=False)
     return out
 
 
-def render_stage2(l2k: Path, renderer: Path | None, stage1: Path, cache: Path, size: int, out: Path,
+def render_stage2(l2k: Path, renderer: Path | None, stage1: Path, cache: Path, out: Path,
                   accelerator: str, max_clips: int | None) -> Path:  # fmt: skip
     """``LandmarksToKeypoints`` predict with ``stage1_dir``: ``out/<clip>.mp4`` (with the clip's audio)."""
     from emoface.lightning_modules.landmarks_to_keypoints import BATCH_FIELDS
 
     actors, _ = held_out_datamodule(cache, ["frames"])
     system = load_l2k(l2k, renderer, stage1_dir=str(stage1), output_dir=str(out))
-    dm = prediction_datamodule(cache, [*BATCH_FIELDS, "waveform"], actors, size)
+    dm = prediction_datamodule(cache, [*BATCH_FIELDS, "waveform"], actors)
     predictor(accelerator, max_clips).predict(system, datamodule=dm, return_predictions=False)
     return out
 
 
-def prediction_datamodule(cache: Path, fields: list[str], actors: list[str], size: int) -> Any:
-    """Whole held-out clips for ``predict`` (``size``: the crop side, written into stage-1 files)."""
+def prediction_datamodule(cache: Path, fields: list[str], actors: list[str]) -> Any:
+    """Whole held-out clips for ``predict`` (the cache's crop side is written into stage-1 files)."""
     from emoface.datamodules import MEADDataModule
 
-    return MEADDataModule(cache_dir=str(cache), fields=fields, test_actors=actors, size=size, num_workers=0)
+    return MEADDataModule(cache_dir=str(cache), fields=fields, test_actors=actors, num_workers=0)
 
 
 def predictor(accelerator: str, max_clips: int | None) -> Any:
@@ -554,8 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     renderer = Path(args.renderer) if args.renderer else checkpoints["renderer"]
     l2k = evaluate_l2k(load_l2k(checkpoints["l2k"], renderer), cache, device, max_clips, args.lpips_weights)
     log("L2K table scored")
-    stage1 = predict_stage1(checkpoints["s2l"], cache, size, out / "stage1", accelerator, max_clips)
-    videos = render_stage2(checkpoints["l2k"], renderer, stage1, cache, size, out / "videos", accelerator, max_clips)
+    stage1 = predict_stage1(checkpoints["s2l"], cache, out / "stage1", accelerator, max_clips)
+    videos = render_stage2(checkpoints["l2k"], renderer, stage1, cache, out / "videos", accelerator, max_clips)
     log(f"held-out videos generated -> {videos}")
     pipeline = evaluate_pipeline(videos, nets, cache, max_clips)
     log("pipeline table scored")

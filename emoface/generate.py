@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from emoface.emotions import EMOTIONS, emotion_index, levels_of
 
 HELP = "Make a talking-face video (mp4 with the speech) from an audio file, a face photo and an emotion."
 
@@ -156,8 +159,11 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 
     settings = load_settings(args)
     emotion, level = settings["emotion"], int(settings["level"])
-    if args.level is None and emotion.strip().lower() in ("neutral", "neu"):
-        level = 1  # MEAD's only neutral level; the default level (3) is meant for the other emotions
+    if args.level is None:  # no --level: the config's, or the emotion's only level (neutral: 1)
+        with suppress(ValueError):  # an unknown emotion is reported by check_emotion below
+            valid = levels_of(EMOTIONS[emotion_index(emotion)])
+            if level not in valid and len(valid) == 1:
+                level = valid[0]
     check_emotion(emotion, level)  # before any heavy work
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
