@@ -11,6 +11,7 @@ from emoface.lightning_modules.speech_to_landmarks import (
     energy_score,
     increment_energy_score,
     repeat_batch,
+    spread_energy_score,
     stitch_windows,
     window_seeds,
 )
@@ -105,17 +106,49 @@ def test_increment_energy_score_rewards_motion_timed_with_the_real_one() -> None
     assert increment_energy_score(damped, target, 16).mean() > 1.1 * increment_energy_score(timed, target, 16).mean()
 
 
-def test_increment_terms_join_the_motion_loss() -> None:
+def test_spread_energy_score_prefers_the_true_amplitude() -> None:
+    """Real windows: sways of random amplitude; samples with the real amplitude distribution beat
+    damped (x0.6) and exaggerated (x1.6) ones, whatever the sway's phase."""
+    g = torch.Generator().manual_seed(0)
+    batch, frames = 2000, 32
+    time = torch.linspace(0, 1, frames)[:, None]
+
+    def sway(count: int, gain: float = 1.0) -> torch.Tensor:  # (count, B, T, 1)
+        amplitude = gain * (1.0 + torch.rand(count, batch, 1, 1, generator=g))
+        phase = 6.3 * torch.rand(count, batch, 1, 1, generator=g)
+        return amplitude * torch.sin(4.0 * time + phase)
+
+    target = sway(1)[0]
+    scores = {gain: spread_energy_score(sway(2, gain), target).mean().item() for gain in (0.6, 1.0, 1.6)}
+    assert min(scores, key=scores.get) == 1.0
+    # Frames of weight 0 (closed eyes) count neither in the mean nor in the spread.
+    outlier = target.clone()
+    outlier[:, :4] = 40.0
+    seen = torch.ones_like(target)
+    seen[:, :4] = 0.0
+    samples = sway(2)
+    torch.testing.assert_close(spread_energy_score(samples, outlier, seen),
+                               spread_energy_score(samples[:, :, 4:], target[:, 4:]), rtol=1e-4, atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="samples must be"):
+        spread_energy_score(torch.zeros(2, 3, 1), torch.zeros(3, 1))
+
+
+def test_increment_and_spread_terms_join_the_motion_loss() -> None:
     batch = repeat_batch(synthetic_batch(batch=2, frames=8), 2)
-    plain = _system(8, motion_increment_weight=0.0)
-    velocity = _system(8, motion_increment_weight=5.0)
-    lags = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4))
+    plain = _system(8, motion_increment_weight=0.0, motion_spread_weight=0.0)
+    velocity = _system(8, motion_increment_weight=5.0, motion_spread_weight=0.0)
+    lags = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=0.0)
+    yaw_spread = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=5.0)
+    all_spread = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=5.0,
+                         motion_spread_groups=("head_yaw", "head_pitch", "head_roll", "gaze_yaw", "gaze_pitch"))
     with torch.no_grad():
         out = plain.generate(batch, seed=0)
-        losses = [system.motion_loss(out, batch, samples=2) for system in (plain, velocity, lags)]
-    assert losses[0] < losses[1] < losses[2]
+        losses = [system.motion_loss(out, batch, samples=2) for system in (plain, velocity, lags, yaw_spread, all_spread)]
+    assert losses[0] < losses[1] < losses[2] < losses[3] < losses[4]
     with pytest.raises(ValueError, match="motion_increment_lags"):
         _system(8, motion_increment_lags=(0,))
+    with pytest.raises(ValueError, match="motion_spread_groups.*'yaw'"):
+        _system(8, motion_spread_groups=("yaw",))
 
 
 def test_training_step_draws_two_samples_per_window_and_reduces_the_loss() -> None:

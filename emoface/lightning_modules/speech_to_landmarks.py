@@ -167,6 +167,33 @@ def increment_energy_score(samples: Tensor, target: Tensor, lag: int = 1, weight
     return scores.reshape(batch, frames - lag)
 
 
+def spread_energy_score(samples: Tensor, target: Tensor, weight: Tensor | None = None, eps: float = 1e-4) -> Tensor:
+    """Energy score of each coordinate's within-window standard deviation (its amplitude), per
+    sequence ``(B,)``.
+
+    The std is a function of the trajectory, so scoring it with a proper rule keeps the sum of
+    scores proper (the data's distribution still minimises every term), while it pulls directly on
+    how far a cue moves within the window, which the trajectory score leaves weak once the
+    velocity is scored per frame. For one-dimensional groups this is the CRPS of the std.
+
+    Args:
+        samples: ``(S, B, T, D)`` trajectories (as :func:`energy_score`).
+        target: ``(B, T, D)`` the real trajectory.
+        weight: ``(B, T, D)`` per-frame weights of the mean and std (e.g. gaze confidence), or ``None``.
+        eps: added to the variance (a finite gradient for a still sample).
+    """
+    if samples.ndim != 4 or samples.shape[1:] != target.shape:
+        raise ValueError(f"samples must be (S, *target.shape) = (S, {tuple(target.shape)}), got {tuple(samples.shape)}")
+    weight = torch.ones_like(target) if weight is None else weight
+    total = weight.sum(-2, keepdim=True).clamp_min(1e-6)  # (B, 1, D)
+
+    def spread(x: Tensor) -> Tensor:
+        mean = (x * weight).sum(-2, keepdim=True) / total
+        return (((x - mean) ** 2 * weight).sum(-2, keepdim=True) / total + eps).sqrt()
+
+    return energy_score(spread(samples), spread(target))
+
+
 def repeat_batch(batch: dict[str, Any], times: int) -> dict[str, Any]:
     """The batch ``times`` times along the batch dimension (tensors and lists), for several samples."""
     if times == 1:
@@ -249,6 +276,10 @@ class SpeechToLandmarks(LightningModule):
             0 scores the trajectories only (the model before it; ``configs/sweeps/s2l_motion.yaml``).
         motion_increment_lags: the increments' lags (frames), one score each (summed); (1,): the
             frame-to-frame velocity. (Lags 1, 4 and 16 together were measured no better on mini-MEAD.)
+        motion_spread_weight: weight, inside the motion term, of the score of each cue's within-window
+            amplitude (:func:`spread_energy_score`) for the ``motion_spread_groups``; 0: none.
+        motion_spread_groups: the :data:`MOTION_GROUPS` whose amplitude is scored (default the yaw
+            of head and gaze, the cues whose motion is mostly free wander; see :meth:`motion_loss`).
     """
 
     def __init__(
@@ -279,6 +310,9 @@ class SpeechToLandmarks(LightningModule):
         motion_seed: int = 0,
         motion_increment_weight: float = 15.0,
         motion_increment_lags: Sequence[int] = (1,),
+        motion_spread_weight: float = 5.0,
+        motion_spread_groups: Sequence[str] = ("head_yaw", "gaze_yaw"),
+        motion_acceleration_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if motion_samples < 1:
@@ -298,6 +332,12 @@ class SpeechToLandmarks(LightningModule):
         self.motion_seed = motion_seed
         self.motion_increment_weight = motion_increment_weight
         self.motion_increment_lags = tuple(int(lag) for lag in motion_increment_lags)
+        self.motion_spread_weight = motion_spread_weight
+        self.motion_acceleration_weight = motion_acceleration_weight
+        self.motion_spread_groups = tuple(motion_spread_groups)
+        unknown_groups = set(self.motion_spread_groups) - set(MOTION_GROUPS)
+        if unknown_groups:
+            raise ValueError(f"motion_spread_groups must be among {tuple(MOTION_GROUPS)}, got {sorted(unknown_groups)}")
         if any(lag < 1 for lag in self.motion_increment_lags):
             raise ValueError(f"motion_increment_lags must be >= 1 frame, got {self.motion_increment_lags}")
         deterministic_motion = not self.stochastic  # stochastic: the energy score replaces gaze/pose L1 and CE
@@ -540,6 +580,13 @@ class SpeechToLandmarks(LightningModule):
             for lag in self.motion_increment_lags if self.motion_increment_weight > 0 else ():
                 increments = increment_energy_score(samples_group, true_group, lag, weight_group)
                 total = total + self.motion_increment_weight * increments.mean()
+            if self.motion_acceleration_weight > 0 and true_group.shape[1] > 2:
+                velocity_weight = weight_group[:, 1:] * weight_group[:, :-1]
+                accelerations = increment_energy_score(samples_group.diff(dim=2), true_group.diff(dim=1), 1, velocity_weight)
+                total = total + self.motion_acceleration_weight * accelerations.mean()
+            if self.motion_spread_weight > 0 and name in self.motion_spread_groups:
+                spread = spread_energy_score(samples_group, true_group, weight_group)
+                total = total + self.motion_spread_weight * spread.mean()
         return total
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
