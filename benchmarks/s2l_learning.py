@@ -1,6 +1,6 @@
 """Proof that stage 1 (SpeechToLandmarks) learns, on the embedded mini-MEAD's held-out actor.
 
-    python benchmarks/s2l_learning.py            # ~7 min on 2 idle CPU cores (~10-15 busy), fixed seed
+    python benchmarks/s2l_learning.py            # ~3.5 min on 2 idle CPU cores (~10 busy), fixed seed
 
     python benchmarks/s2l_learning.py --seed 1   # the slow test runs seed 0; seed 1 passes too
 
@@ -24,17 +24,30 @@ table and the motion table. Criteria (exit status 1 when one fails):
   most half the deterministic model's; head-motion / speech-energy correlation at least half the
   real clips'; M-LMD at most 10 % above the deterministic model's; emotion accuracy >= 0.95.
 
-Measured (2 busy CPU cores, two runs side by side, 607 s each; ``--seed 0`` / ``--seed 1``),
-stochastic S2L with the velocity score (``motion_increment_weight`` 15) / deterministic S2L:
-std ratios head yaw 0.67 / 0.08 (seed 1: 0.67), pitch 1.02 / 0.36 (0.90), gaze yaw 0.59 / 0.07
-(0.61), pitch 0.91 / 0.11 (0.96); velocity ratio 1.12 (1.04); motion FD 27.1 / 66.4 (25.5 /
-66.2); head-speed / energy correlation 0.151 against 0.272 real (seed 1: 0.068); M-LMD 0.997 /
-1.235 (seed 1: 1.002 / 2.012); emotion accuracy 1.0. Not met yet: the head-yaw and gaze-yaw
-amplitude (about 0.6-0.7 of the real within-clip std) on both seeds, and the energy correlation
-on seed 1. Before the velocity score (trajectory energy score only, seed 0) the std ratios passed
-(head yaw 1.03, gaze yaw 0.88) but the sampled head moved 2.5 times as fast as the real one
-between frames (roll 6.5 times), jitter that drowned the voice-driven nods (energy correlation
--0.03) and cost M-LMD (1.42 against 1.24).
+Measured (2 idle CPU cores, two runs side by side, about 215 s each; ``--seed 0`` / ``1`` / ``2``
+/ ``3``, each test window sampled 4 times, ``--motion-seeds``), stochastic S2L with the velocity
+score (``motion_increment_weight`` 15) and the yaw amplitude score (``motion_spread_weight`` 5 on
+head and gaze yaw):
+
+    std ratio head yaw     0.92 / 0.84 / 0.87 / 0.92    (deterministic 0.08 / 0.08 / 0.12 / 0.10)
+    std ratio head pitch   0.92 / 0.88 / 1.12 / 1.05
+    std ratio gaze yaw     0.92 / 0.88 / 0.93 / 0.49
+    std ratio gaze pitch   0.81 / 0.93 / 1.08 / 0.88
+    motion FD              20.3 / 16.9 / 23.9 / 31.3    (deterministic 66.4 / 66.2 / 65.7 / 66.0)
+    energy correlation     0.090 / 0.140 / 0.140 / 0.204  (real 0.272; >= 0.136 asked)
+    M-LMD                  1.159 / 1.168 / 0.932 / 0.994  (deterministic 1.235 / 2.012 / 1.329 / 1.431)
+    emotion accuracy       1.0 on every seed
+
+Seeds 1 and 2 meet every criterion; seed 0 misses the energy correlation, seed 3 the gaze-yaw
+amplitude (its gaze yaw came out damped). Over the four seeds every criterion holds on average
+(gaze yaw 0.80, energy correlation 0.144). One sample per window instead of 4 moves the figures of
+one model by about +-0.1 (std ratios) and +-0.03 (energy correlation). Without the amplitude
+score (velocity score only; 4 samples per window) head and gaze yaw kept 0.69 / 0.60 (seed 0) and
+0.67 / 0.64 (seed 1) of the real std, with energy correlation 0.133 / 0.104 and M-LMD 0.98 / 1.00.
+Before the velocity score (trajectory energy score only, seed 0, one sample) the std ratios
+passed (head yaw 1.03, gaze yaw 0.88) but the sampled head moved 2.5 times as fast as the real
+one between frames (roll 6.5 times), jitter that drowned the voice-driven nods (energy
+correlation -0.03) and cost M-LMD (1.42 against 1.24).
 """
 
 from __future__ import annotations
@@ -75,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=int, default=32, help="frames per training window")
     parser.add_argument("--cache-dir", default=None, help="preprocessed cache (default: the embedded mini-MEAD)")
+    parser.add_argument("--motion-seeds", type=int, default=4,
+                        help="samples per test window of the stochastic model (its figures pool them)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -161,8 +176,15 @@ def training_means(datamodule: Any) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(models: dict[str, Any], datamodule: Any, means: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
-    """Free-running evaluation of every row of the table on the test windows (means over windows)."""
+def evaluate(
+    models: dict[str, Any], datamodule: Any, means: dict[str, torch.Tensor], motion_seeds: int = 1
+) -> dict[str, dict[str, float]]:
+    """Free-running evaluation of every row of the table on the test windows (means over windows).
+
+    A stochastic model generates every window ``motion_seeds`` times (motion seeds 0, 1, ...), and
+    its rows pool all of them: its figures are then expectations over its samples rather than one
+    draw's (one draw of the 44 test clips moves the energy correlation by +-0.03).
+    """
     from emoface.geometry.rotations import euler_to_matrix, matrix_to_euler
     from emoface.metrics import FrechetMotionDistance, MotionEnergyCorrelation, MotionStatistics
     from emoface.metrics import functional as MF
@@ -175,14 +197,15 @@ def evaluate(models: dict[str, Any], datamodule: Any, means: dict[str, torch.Ten
         true = batch["normalized_landmarks"] * scale
         energy = MF.speech_energy(batch["audio"], batch["scale"].shape[1])
         for name, system in models.items():
-            out = system.generate(batch)  # stochastic: seeded per clip and start (motion_seed 0)
-            for key, value in system.evaluate(out, batch).items():
-                rows[name][key].append(value)
-            euler = matrix_to_euler(out.rotation)
-            statistics, frechet, correlation = motion[name]
-            statistics.update(euler, out.gaze, batch["euler"], batch["gaze"], batch["emotion"])
-            frechet.update(euler, out.gaze, batch["euler"], batch["gaze"])
-            correlation.update(euler, batch["euler"], energy)
+            for seed in range(motion_seeds if system.stochastic else 1):
+                out = system.generate(batch, seed=seed)  # stochastic: seeded per clip and start
+                for key, value in system.evaluate(out, batch).items():
+                    rows[name][key].append(value)
+                euler = matrix_to_euler(out.rotation)
+                statistics, frechet, correlation = motion[name]
+                statistics.update(euler, out.gaze, batch["euler"], batch["gaze"], batch["emotion"])
+                frechet.update(euler, out.gaze, batch["euler"], batch["gaze"])
+                correlation.update(euler, batch["euler"], energy)
         silent = dict(batch, audio=torch.zeros_like(batch["audio"]))
         for key, value in model.evaluate(model.generate(silent), silent).items():
             rows["S2L, audio zeroed"][key].append(value)
@@ -302,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         models["S2L, no emotion loss"] = train_s2l(args, datamodule, root, classifier, "s2l_no_emotion_loss",
                                                    emotion_loss_weight=0.0)  # fmt: skip
         print(f"[{time.time() - start:6.0f}s] S2L without emotion loss trained", flush=True)
-    results = evaluate(models, datamodule, training_means(datamodule))
+    results = evaluate(models, datamodule, training_means(datamodule), args.motion_seeds)
     order = ["S2L", "S2L, deterministic", "S2L, no emotion loss", "S2L, audio zeroed", "still reference", "train mean",
              "real cues"]  # fmt: skip
     results = {name: results[name] for name in order if name in results}
