@@ -859,10 +859,12 @@ __all__ = [
     "BATCH_FIELDS",
     "SpeechToLandmarks",
     "energy_score",
+    "increment_energy_score",
     "MOTION_GROUPS",
     "motion_vectors",
     "reference_pose",
     "repeat_batch",
+    "spread_energy_score",
     "stitch_windows",
     "window_seeds",
 ]
