@@ -414,11 +414,6 @@ def predictor(accelerator: str, max_clips: int | None) -> Any:
                      limit_predict_batches=max_clips if max_clips is not None else 1.0)  # fmt: skip
 
 
-def shift_audio(waveform: torch.Tensor, frames: int) -> torch.Tensor:
-    """The evaluators benchmark's ``shift_audio``: delay ``(B, S)`` audio by ``frames`` (circular)."""
-    return load_benchmark("evaluators_learning").shift_audio(waveform, frames)
-
-
 @torch.no_grad()
 def evaluate_pipeline(videos: Path, nets: dict[str, torch.nn.Module], cache: Path,
                       max_clips: int | None) -> dict[str, Any]:  # fmt: skip
@@ -427,6 +422,7 @@ def evaluate_pipeline(videos: Path, nets: dict[str, torch.nn.Module], cache: Pat
     from emoface.io.media import read_video
     from emoface.metrics import EmotionAccuracy, SyncScore
 
+    shift_audio = load_benchmark("evaluators_learning").shift_audio  # delay (B, S) audio by N frames (circular)
     actors, dm = held_out_datamodule(cache, ["frames", "waveform"])
     rows = ("generated (S2L -> relocation -> L2K -> renderer)", "real held-out videos")
     scores: dict[str, dict[str, list[float]]] = {row: {"lse_c": [], "lse_d": [], "offset": [], "lse_c_shifted": [],
