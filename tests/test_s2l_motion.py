@@ -6,11 +6,13 @@ import pytest
 import torch
 from test_s2l_networks import TINY, synthetic_batch
 
+from emoface.geometry.rotations import matrix_to_euler
 from emoface.lightning_modules.speech_to_landmarks import (
     SpeechToLandmarks,
     energy_score,
     increment_energy_score,
     repeat_batch,
+    speed_score,
     spread_energy_score,
     stitch_windows,
     window_seeds,
@@ -133,22 +135,77 @@ def test_spread_energy_score_prefers_the_true_amplitude() -> None:
         spread_energy_score(torch.zeros(2, 3, 1), torch.zeros(3, 1))
 
 
-def test_increment_and_spread_terms_join_the_motion_loss() -> None:
+def test_speed_score_rewards_turns_of_random_side_timed_with_the_real_ones() -> None:
+    """Real trajectories: a slow drift plus turns at random times, each to a random side (the side no
+    input tells). Samples turning at the right frames, each to its own random side, have the right
+    expected speed at every frame and beat the same turns at other frames, damped turns and
+    exaggerated ones; their expected velocity is 0 there, so no score of the mean velocity can
+    tell them from a head that keeps still."""
+    g = torch.Generator().manual_seed(0)
+    batch, frames = 1024, 32
+    time = torch.linspace(0, 1, frames)
+
+    def drift(count: int) -> torch.Tensor:  # (count, B, T, 1): a slow random sway, ~1 deg
+        phase = 6.3 * torch.rand(count, batch, 1, 1, generator=g)
+        return torch.randn(count, batch, 1, 1, generator=g) * torch.sin(2.0 * time[None, None, :, None] + phase)
+
+    def turns(onsets: torch.Tensor, count: int, gain: float = 1.0) -> torch.Tensor:  # (count, B, T, 1)
+        shape = torch.sin(torch.linspace(0, torch.pi, 9)) ** 2  # rise and return over 9 frames
+        bumps = torch.nn.functional.conv1d(onsets.transpose(1, 2), shape.view(1, 1, -1), padding=4)  # (B, 1, T)
+        side = torch.where(torch.rand(count, batch, 1, 1, generator=g) < 0.5, -1.0, 1.0)
+        return gain * 4.0 * side * bumps.transpose(1, 2)[None]
+
+    onsets = (torch.rand(batch, frames, 1, generator=g) < 0.06).float()
+    elsewhere = onsets[torch.randperm(batch, generator=g)]  # as many turns, at other frames
+    target = drift(1)[0] + turns(onsets, 1)[0]
+    samples = {
+        "timed": drift(2) + turns(onsets, 2),
+        "untimed": drift(2) + turns(elsewhere, 2),
+        "damped": drift(2) + turns(onsets, 2, 0.5),
+        "exaggerated": drift(2) + turns(onsets, 2, 1.6),
+    }
+    scores = {name: speed_score(x, target).mean().item() for name, x in samples.items()}
+    assert min(scores, key=scores.get) == "timed"
+    assert scores["timed"] < 0.5 * scores["untimed"]
+    assert speed_score(samples["timed"], target).shape == (batch, frames - 1)
+    # Two samples: (s1 - s)(s2 - s), an unbiased estimate of the squared error of the expected speed.
+    x, y = samples["untimed"][:, :4], target[:4]
+    speeds = (x[:, :, 1:] - x[:, :, :-1]).abs()[..., 0]
+    real = (y[:, 1:] - y[:, :-1]).abs()[..., 0]
+    torch.testing.assert_close(speed_score(x, y), (speeds[0] - real) * (speeds[1] - real))
+    unseen = torch.zeros_like(target)  # weight 0 (e.g. closed eyes): nothing scored
+    assert speed_score(samples["untimed"], target, weight=unseen).abs().max() == 0
+    with pytest.raises(ValueError, match="1 <= lag < T"):
+        speed_score(torch.zeros(2, 3, 1, 1), torch.zeros(3, 1, 1))
+    with pytest.raises(ValueError, match="beta"):
+        energy_score(torch.zeros(2, 3, 4, 1), torch.zeros(3, 4, 1), beta=3.0)
+
+
+def test_increment_spread_and_speed_terms_join_the_motion_loss() -> None:
     batch = repeat_batch(synthetic_batch(batch=2, frames=8), 2)
-    plain = _system(8, motion_increment_weight=0.0, motion_spread_weight=0.0)
-    velocity = _system(8, motion_increment_weight=5.0, motion_spread_weight=0.0)
-    lags = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=0.0)
-    yaw_spread = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=5.0)
+    no_speed = {"motion_speed_weight": 0.0}
+    plain = _system(8, motion_increment_weight=0.0, motion_spread_weight=0.0, **no_speed)
+    velocity = _system(8, motion_increment_weight=5.0, motion_spread_weight=0.0, **no_speed)
+    lags = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=0.0, **no_speed)
+    yaw_spread = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=5.0, **no_speed)
     all_spread = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=5.0,
-                         motion_spread_groups=("head_yaw", "head_pitch", "head_roll", "gaze_yaw", "gaze_pitch"))
+                         motion_spread_groups=("head_yaw", "head_pitch", "head_roll", "gaze_yaw", "gaze_pitch"), **no_speed)
+    speed = _system(8, motion_increment_weight=5.0, motion_increment_lags=(1, 4), motion_spread_weight=5.0,
+                    motion_speed_weight=3.0, motion_speed_groups=("head_yaw", "head_pitch"))
     with torch.no_grad():
         out = plain.generate(batch, seed=0)
-        losses = [system.motion_loss(out, batch, samples=2) for system in (plain, velocity, lags, yaw_spread, all_spread)]
+        losses = [system.motion_loss(out, batch, samples=2) for system in (plain, velocity, lags, yaw_spread, all_spread, speed)]
     assert losses[0] < losses[1] < losses[2] < losses[3] < losses[4]
+    # The speed term (it may be negative: an unbiased estimate) adds exactly its weighted scores.
+    euler = matrix_to_euler(out.rotation).reshape(2, 2, 8, 3)
+    expected = sum(speed_score(euler[..., [cue]], batch["euler"][:2, :, [cue]], lag).mean() for cue in (0, 1) for lag in (1, 4))
+    torch.testing.assert_close(losses[5] - losses[3], 3.0 * expected, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="motion_increment_lags"):
         _system(8, motion_increment_lags=(0,))
     with pytest.raises(ValueError, match="motion_spread_groups.*'yaw'"):
         _system(8, motion_spread_groups=("yaw",))
+    with pytest.raises(ValueError, match="motion_speed_groups.*'pitch'"):
+        _system(8, motion_speed_groups=("pitch",))
 
 
 def test_training_step_draws_two_samples_per_window_and_reduces_the_loss() -> None:
