@@ -191,7 +191,7 @@ def speed_score(samples: Tensor, target: Tensor, lag: int = 1, weight: Tensor | 
     voice; the CRPS pulls on that through the sign of each error (an L1), which on mini-MEAD left
     the sampled head moving as fast during pauses as while speaking, while the squared error
     pulls in proportion to how far the expected speed is off, the way a regression learns a
-    conditional mean. With one sample it is the plain squared error (biased towards stillness).
+    conditional mean. With one sample it is the plain squared error (which also penalises spread).
 
     Args:
         samples: ``(S, B, T, D)`` trajectories (as :func:`energy_score`).
