@@ -146,6 +146,21 @@ def energy_score(samples: Tensor, target: Tensor, weight: Tensor | None = None, 
     return accuracy - 0.5 * torch.stack(spread).mean(0)
 
 
+def _increments(samples: Tensor, target: Tensor, lag: int, weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``lag``-frame increments of sampled ``(S, B, T, D)`` and real ``(B, T, D)`` trajectories,
+    ``(S, B, T - lag, D)`` and ``(B, T - lag, D)``, with each increment's weight ``weight[t] *
+    weight[t - lag]`` ``(B, T - lag, D)`` (ones when ``weight`` is ``None``)."""
+    if samples.ndim != 4 or samples.shape[1:] != target.shape or not 1 <= lag < target.shape[1]:
+        raise ValueError(f"samples must be (S, *target.shape) with 1 <= lag < T, got {tuple(samples.shape)}, "
+                         f"{tuple(target.shape)} and lag {lag}")  # fmt: skip
+    weight = torch.ones_like(target) if weight is None else weight
+    return (
+        samples[:, :, lag:] - samples[:, :, :-lag],
+        target[:, lag:] - target[:, :-lag],
+        weight[:, lag:] * weight[:, :-lag],
+    )
+
+
 def increment_energy_score(samples: Tensor, target: Tensor, lag: int = 1, weight: Tensor | None = None) -> Tensor:
     """Energy score of the ``lag``-frame increments ``x[t] - x[t - lag]``, each frame scored on its
     own ``(B, T - lag)``.
@@ -164,18 +179,13 @@ def increment_energy_score(samples: Tensor, target: Tensor, lag: int = 1, weight
         lag: frames between the two ends of an increment (``1 <= lag < T``).
         weight: ``(B, T, D)`` per-coordinate weights; an increment counts ``weight[t] * weight[t - lag]``.
     """
-    if samples.ndim != 4 or samples.shape[1:] != target.shape or not 1 <= lag < target.shape[1]:
-        raise ValueError(f"samples must be (S, *target.shape) with 1 <= lag < T, got {tuple(samples.shape)}, "
-                         f"{tuple(target.shape)} and lag {lag}")  # fmt: skip
-    count, batch, frames, dims = samples.shape
-    weight = torch.ones_like(target) if weight is None else weight
-    rows = batch * (frames - lag)  # each frame's increment a sequence of one frame
+    sampled, real, counted = _increments(samples, target, lag, weight)
+    count, batch, frames, dims = sampled.shape
+    rows = batch * frames  # each frame's increment a sequence of one frame
     scores = energy_score(
-        (samples[:, :, lag:] - samples[:, :, :-lag]).reshape(count, rows, 1, dims),
-        (target[:, lag:] - target[:, :-lag]).reshape(rows, 1, dims),
-        (weight[:, lag:] * weight[:, :-lag]).reshape(rows, 1, dims),
+        sampled.reshape(count, rows, 1, dims), real.reshape(rows, 1, dims), counted.reshape(rows, 1, dims)
     )
-    return scores.reshape(batch, frames - lag)
+    return scores.reshape(batch, frames)
 
 
 def speed_score(samples: Tensor, target: Tensor, lag: int = 1, weight: Tensor | None = None) -> Tensor:
@@ -200,19 +210,16 @@ def speed_score(samples: Tensor, target: Tensor, lag: int = 1, weight: Tensor | 
         weight: ``(B, T, D)`` per-coordinate weights; a frame's speed counts with the smallest of
             its coordinates' ``weight[t] * weight[t - lag]``.
     """
-    if samples.ndim != 4 or samples.shape[1:] != target.shape or not 1 <= lag < target.shape[1]:
-        raise ValueError(f"samples must be (S, *target.shape) with 1 <= lag < T, got {tuple(samples.shape)}, "
-                         f"{tuple(target.shape)} and lag {lag}")  # fmt: skip
-    count, batch, frames = samples.shape[:3]
-    weight = torch.ones_like(target) if weight is None else weight
-    rows = batch * (frames - lag)  # each frame's speed a sequence of one frame, one dimension
+    sampled, real, counted = _increments(samples, target, lag, weight)
+    count, batch, frames = sampled.shape[:3]
+    rows = batch * frames  # each frame's speed a sequence of one frame, one dimension
     scores = energy_score(
-        (samples[:, :, lag:] - samples[:, :, :-lag]).norm(dim=-1).reshape(count, rows, 1, 1),
-        (target[:, lag:] - target[:, :-lag]).norm(dim=-1).reshape(rows, 1, 1),
-        (weight[:, lag:] * weight[:, :-lag]).amin(-1).reshape(rows, 1, 1),
+        sampled.norm(dim=-1).reshape(count, rows, 1, 1),
+        real.norm(dim=-1).reshape(rows, 1, 1),
+        counted.amin(-1).reshape(rows, 1, 1),
         beta=2.0,
     )
-    return scores.reshape(batch, frames - lag)
+    return scores.reshape(batch, frames)
 
 
 def spread_energy_score(samples: Tensor, target: Tensor, weight: Tensor | None = None, eps: float = 1e-4) -> Tensor:
@@ -936,6 +943,7 @@ __all__ = [
     "motion_vectors",
     "reference_pose",
     "repeat_batch",
+    "speed_score",
     "spread_energy_score",
     "stitch_windows",
     "window_seeds",
