@@ -201,12 +201,12 @@ def evaluate(
         true = batch["normalized_landmarks"] * scale
         energy = MF.speech_energy(batch["audio"], batch["scale"].shape[1])
         for name, system in models.items():
+            statistics, frechet, correlation = motion[name]
             for seed in range(motion_seeds if system.stochastic else 1):
                 out = system.generate(batch, seed=seed)  # stochastic: seeded per clip and start
                 for key, value in system.evaluate(out, batch).items():
                     rows[name][key].append(value)
                 euler = matrix_to_euler(out.rotation)
-                statistics, frechet, correlation = motion[name]
                 statistics.update(euler, out.gaze, batch["euler"], batch["gaze"], batch["emotion"])
                 frechet.update(euler, out.gaze, batch["euler"], batch["gaze"])
                 correlation.update(euler, batch["euler"], energy)
