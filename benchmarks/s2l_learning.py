@@ -61,6 +61,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=int, default=32, help="frames per training window")
     parser.add_argument("--cache-dir", default=None, help="preprocessed cache (default: the embedded mini-MEAD)")
+    parser.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                        help="S2L learning rate: configs/s2l.yaml's cosine decay (1e-3 to 5e-5 over the epochs) or "
+                             "a constant 1e-3")  # fmt: skip
     parser.add_argument("--motion-seeds", type=int, default=4,
                         help="samples per test window of the stochastic model (its figures pool them)")  # fmt: skip
     return parser.parse_args(argv)
@@ -152,6 +156,9 @@ def train_s2l(args: argparse.Namespace, datamodule: Any, root: Path, classifier:
 
     L.seed_everything(args.seed, verbose=False)
     noise_dim = kwargs.pop("noise_dim", NOISE_DIM)
+    if args.lr_schedule == "cosine":  # as configs/s2l.yaml: AdamW, cosine annealing per epoch
+        kwargs.setdefault("optimizer", partial(torch.optim.AdamW, lr=1e-3, weight_decay=1e-4))
+        kwargs.setdefault("scheduler", partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=args.epochs, eta_min=5e-5))
     model = SpeechToLandmarks(
         SpeechToLandmarksNet(audio_dim=64, hidden=128, noise_dim=noise_dim),
         CueEmotionClassifierNet(),

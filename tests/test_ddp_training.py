@@ -56,7 +56,9 @@ def test_s2l_trains_under_ddp_with_disjoint_shards(mead_cache_128: Path, tmp_pat
         fields=["audio", "normalized_landmarks", "landmarks", "pose", "gaze", "reference"],
     )
     model = SpeechToLandmarks(
-        network=SpeechToLandmarksNet(audio_dim=16, emotion_dim=8, identity_dim=8, hidden=32, gaze_bins=6),
+        # Stochastic, as configs/s2l.yaml: every parameter of the motion branch and of the
+        # landmark stream must get a gradient, or DDP fails on unused parameters.
+        network=SpeechToLandmarksNet(audio_dim=16, emotion_dim=8, identity_dim=8, hidden=32, gaze_bins=6, noise_dim=4),
         emotion_classifier=CueEmotionClassifierNet(hidden=16),
         figure_every_n_epochs=0,
     )

@@ -8,9 +8,12 @@ from test_s2l_networks import TINY, synthetic_batch
 
 from emoface.geometry.rotations import matrix_to_euler
 from emoface.lightning_modules.speech_to_landmarks import (
+    MOTION_GROUPS,
     SpeechToLandmarks,
     energy_score,
     increment_energy_score,
+    motion_vectors,
+    reference_pose,
     repeat_batch,
     speed_score,
     spread_energy_score,
@@ -18,6 +21,8 @@ from emoface.lightning_modules.speech_to_landmarks import (
     window_seeds,
 )
 from emoface.networks import SpeechToLandmarksNet
+from emoface.networks.cues import CUE_FEATURES
+from emoface.networks.sequentializer import CueHeads
 
 
 def _system(noise_dim: int, **kwargs: object) -> SpeechToLandmarks:
@@ -56,6 +61,74 @@ def test_deterministic_mode_ignores_the_seed_and_keeps_the_old_losses() -> None:
         SpeechToLandmarksNet(**TINY, noise_dim=-1)
     with pytest.raises(ValueError, match="motion_samples"):
         SpeechToLandmarks(SpeechToLandmarksNet(**TINY, noise_dim=4), motion_samples=0)
+
+
+def test_motion_branch_samples_gaze_and_pose_and_leaves_the_lips_to_the_landmark_stream() -> None:
+    """Stochastic: noise changes gaze and pose only (with the real previous cues fed, the landmarks
+    do not move), and the motion scores train the motion branch and its audio encoder, never the
+    landmark stream (whose parameters get no gradient from them)."""
+    torch.manual_seed(0)
+    net = SpeechToLandmarksNet(**TINY, noise_dim=4, free_running_cues=())
+    batch = synthetic_batch()
+    reference = reference_pose(batch)
+    teacher = torch.randn(3, 10, CUE_FEATURES)
+    args = (batch["audio"], batch["emotion"], batch["level"], reference, teacher)
+    first, second = net(*args, noise=torch.randn(3, 11, 4)), net(*args, noise=torch.randn(3, 11, 4))
+    torch.testing.assert_close(first.normalized_landmarks, second.normalized_landmarks)
+    assert (first.rotation - second.rotation).abs().max() > 1e-4
+    assert (first.gaze - second.gaze).abs().max() > 1e-4
+
+    system = _system(4)
+    doubled = repeat_batch(synthetic_batch(batch=2, frames=8), 2)
+    system.motion_loss(system.generate(doubled, teacher_forcing=True), doubled, samples=2).backward()
+    landmark_stream = [system.network.audio_encoder, system.network.sequentializer.input,
+                       system.network.sequentializer.gru, system.network.sequentializer.heads]  # fmt: skip
+    motion = [system.network.motion_audio_encoder, system.network.sequentializer.motion]
+    assert all(p.grad is None or not p.grad.any() for module in landmark_stream for p in module.parameters())
+    for module in motion:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), module
+    # The landmark heads of a stochastic network hold no gaze or pose layers (DDP would find
+    # them unused), the motion heads no landmark layer.
+    sequentializer = system.network.sequentializer
+    assert not hasattr(sequentializer.heads, "pose") and not hasattr(sequentializer.motion.heads, "landmarks")
+    with pytest.raises(ValueError, match="landmarks or motion"):
+        CueHeads(8, landmarks=False, motion=False)
+    with pytest.raises(ValueError, match="motion_audio"):
+        codes = torch.zeros(3, 10, TINY["audio_dim"])
+        sequentializer(codes, torch.zeros(3, 16), reference)
+
+
+def test_gaze_is_scored_as_conjugate_gaze_and_vergence() -> None:
+    """The eyes' amplitude is scored for their common (conjugate) motion and their difference
+    apart: samples whose eyes wander apart lose against samples whose eyes move together as the
+    real ones do, although each eye alone moves as far (scored per eye, the two tied)."""
+    g = torch.Generator().manual_seed(0)
+    batch, frames = 1000, 32
+    euler = torch.zeros(batch, frames, 3)
+
+    def eyes(walk: torch.Tensor, together: bool) -> torch.Tensor:  # (..., B, T, 2, 2) per-eye (yaw, pitch)
+        other = walk if together else -walk
+        return torch.stack([torch.stack([walk, 0 * walk], -1), torch.stack([other, 0 * walk], -1)], -2)
+
+    def random_walk(count: int) -> torch.Tensor:
+        return torch.randn(count, batch, frames, generator=g).cumsum(-1)
+
+    real = eyes(random_walk(1), True)[0]
+    target = motion_vectors(euler, real)[..., list(MOTION_GROUPS["gaze_yaw"])]
+    walks = random_walk(2)
+    scores, per_eye = {}, {}
+    for together in (True, False):
+        sampled = eyes(walks, together)
+        vectors = torch.stack([motion_vectors(euler, sample) for sample in sampled])
+        scores[together] = spread_energy_score(vectors[..., list(MOTION_GROUPS["gaze_yaw"])], target).mean()
+        per_eye[together] = spread_energy_score(sampled[..., 0].flatten(-1), real[..., 0].flatten(-1)).mean()
+    assert scores[True] < scores[False] - 1.0
+    torch.testing.assert_close(per_eye[True], per_eye[False], rtol=1e-6, atol=1e-6)
+    # Conjugate gaze and vergence are an orthonormal change of the eyes' coordinates.
+    vectors = motion_vectors(euler, real)
+    torch.testing.assert_close(vectors[..., 3:].norm(dim=-1), real.flatten(-2).norm(dim=-1))
+    torch.testing.assert_close(vectors[..., 3], real[..., 0, 0] * 2**0.5)  # eyes together: no vergence
+    assert vectors[..., 5].abs().max() < 1e-5
 
 
 def test_energy_score_prefers_the_true_spread() -> None:

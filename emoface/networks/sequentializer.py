@@ -23,15 +23,28 @@ audio, identity and the generated history), which is what a deterministic genera
 
 Stochastic motion (``noise_dim > 0``). The best deterministic prediction of motion the inputs do
 not determine is its conditional mean (median under L1), a damped, nearly still head and frozen
-eyes. With ``noise_dim > 0`` the GRU also reads noise: one Gaussian vector per sequence (into the
-initial state: a clip's own posture and style) and one per frame (into each step's input: the
-fixations, saccades and turns the audio does not fix). The per-frame noise is a stationary AR(1)
-process with coefficient :data:`NOISE_SMOOTHING` (slow variation the GRU need not learn to
-integrate in a few hundred steps; measured against half-white noise it gave a lower M-LMD and
-the same motion calibration on mini-MEAD), so samples are temporally coherent trajectories.
-The system trains pose and gaze with a distribution-level objective on these samples (the energy score,
-:func:`emoface.lightning_modules.speech_to_landmarks.energy_score`). ``noise_dim = 0`` is the
-deterministic generator (the ablation, and what checkpoints made before it load as).
+eyes. With ``noise_dim > 0`` gaze and pose come from a :class:`MotionBranch` beside the landmark
+stream: a second GRU that reads the landmark stream's features of each step (detached), audio
+codes of its own (``motion_audio``: the prosody the head moves with) and noise: one Gaussian
+vector per sequence (into its initial state: a clip's own posture and style) and one per frame
+(the fixations, saccades and turns the audio does not fix). The per-frame noise is a stationary
+AR(1) process with coefficient :data:`NOISE_SMOOTHING` (slow variation the GRU need not learn to
+integrate in a few hundred steps; measured against half-white noise it gave a lower M-LMD and the
+same motion calibration on mini-MEAD), so samples are temporally coherent trajectories. The
+system trains pose and gaze with a distribution-level objective on these samples (the energy
+score, :func:`emoface.lightning_modules.speech_to_landmarks.energy_score`).
+
+Why a branch and not noise into the one GRU: the landmark stream then reads no noise and gets no
+gradient from the motion scores, so the lips are learned as in the deterministic generator.
+Sharing one GRU, the motion scores (which outweigh the landmark L1 in the loss) competed with the
+lips for its state: on mini-MEAD the sampled model's M-LMD came out 1.0-1.9 times the
+deterministic model's over four training seeds, and the eyes of one run wandered apart (left /
+right yaw correlation -0.26), damping the gaze seen. Why audio codes of its own: reading only the
+landmark stream's detached features, which are shaped for the lips, the head followed the voice
+less (head-speed / speech-energy correlation 0.107-0.150 against 0.15-0.21 with its own codes).
+The landmark stream still reads the sampled gaze and pose of the previous step (generated
+together, one frame at a time). ``noise_dim = 0`` is the deterministic generator (the ablation,
+and what checkpoints made before it load as).
 """
 
 from __future__ import annotations
@@ -90,6 +103,18 @@ class CueOutput(NamedTuple):
     scale: Tensor
 
 
+class MotionCues(NamedTuple):
+    """Generated gaze and pose of a window (the :class:`CueOutput` fields after the landmarks)."""
+
+    gaze: Tensor
+    gaze_logits: Tensor
+    gaze_offsets: Tensor
+    rotation: Tensor
+    rotation_6d: Tensor
+    translation: Tensor
+    scale: Tensor
+
+
 class CueHeads(nn.Module):
     """Heads mapping a step's hidden vector to the three cues.
 
@@ -109,19 +134,36 @@ class CueHeads(nn.Module):
         hidden: width of the heads' hidden layer.
         gaze_bins: bins per gaze angle.
         gaze_max_angle: half range of the gaze bins (degrees).
+        landmarks: whether these heads predict the landmarks (:meth:`predict_landmarks`).
+        motion: whether they predict gaze and pose (:meth:`predict_motion`). A stochastic
+            sequentializer has landmark-only heads and motion-only heads (in its
+            :class:`MotionBranch`); a head without a use would hold parameters that get no gradient.
     """
 
-    def __init__(self, in_dim: int, hidden: int = 256, gaze_bins: int = 12, gaze_max_angle: float = 30.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int = 256,
+        gaze_bins: int = 12,
+        gaze_max_angle: float = 30.0,
+        landmarks: bool = True,
+        motion: bool = True,
+    ) -> None:
         super().__init__()
+        if not (landmarks or motion):
+            raise ValueError("CueHeads needs landmarks or motion (or both)")
         self.gaze_bins = GazeBins(gaze_bins, gaze_max_angle)
         self.trunk = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU())
-        self.landmarks = nn.Linear(hidden, NUM_LANDMARKS * 3)
-        self.gaze = nn.Linear(hidden, 2 * 2 * 2 * gaze_bins)
-        self.pose = nn.Linear(hidden, 6 + 3 + 1)
-        for layer in (self.landmarks, self.pose):
-            xavier_small_(layer)
-        self.register_buffer("translation_mean", torch.zeros(3))
-        self.register_buffer("translation_count", torch.zeros(()))
+        if landmarks:
+            self.landmarks = nn.Linear(hidden, NUM_LANDMARKS * 3)
+        if motion:
+            self.gaze = nn.Linear(hidden, 2 * 2 * 2 * gaze_bins)
+            self.pose = nn.Linear(hidden, 6 + 3 + 1)
+            self.register_buffer("translation_mean", torch.zeros(3))
+            self.register_buffer("translation_count", torch.zeros(()))
+        for name in ("landmarks", "pose"):  # after creating every layer: the deterministic init of old
+            if hasattr(self, name):
+                xavier_small_(getattr(self, name))
 
     @torch.no_grad()
     def observe_translation(self, translation: Tensor) -> None:
@@ -139,11 +181,18 @@ class CueHeads(nn.Module):
         return self.translation_mean.to(reference.translation.dtype).expand_as(reference.translation)
 
     def forward(self, features: Tensor, reference: Reference) -> CueOutput:
-        """``features (B, T, in_dim)`` -> :class:`CueOutput` of T frames."""
-        batch, frames = features.shape[:2]
+        """``features (B, T, in_dim)`` -> :class:`CueOutput` of T frames (heads with both cues)."""
         h = self.trunk(features)
-        offsets = self.landmarks(h).reshape(batch, frames, NUM_LANDMARKS, 3) / 4.0
-        landmarks = reference.normalized_landmarks.unsqueeze(1) + offsets  # (B, T, 68, 3)
+        return CueOutput(self.predict_landmarks(h, reference), *self.predict_motion(h, reference))
+
+    def predict_landmarks(self, h: Tensor, reference: Reference) -> Tensor:
+        """Trunk output ``h (B, T, hidden)`` -> normalized landmarks ``(B, T, 68, 3)``."""
+        offsets = self.landmarks(h).reshape(*h.shape[:2], NUM_LANDMARKS, 3) / 4.0
+        return reference.normalized_landmarks.unsqueeze(1) + offsets
+
+    def predict_motion(self, h: Tensor, reference: Reference) -> MotionCues:
+        """Trunk output ``h (B, T, hidden)`` -> gaze and pose of T frames."""
+        batch, frames = h.shape[:2]
         gaze_raw = self.gaze(h).reshape(batch, frames, 2, 2, 2, self.gaze_bins.bins)
         logits, gaze_offsets = gaze_raw[..., 0, :], gaze_raw[..., 1, :]
         gaze = self.gaze_bins.angles(logits, gaze_offsets)  # (B, T, 2, 2)
@@ -153,7 +202,57 @@ class CueHeads(nn.Module):
         ref_scale = reference.scale[:, None]
         translation = self.placement(reference).unsqueeze(1) + pose[..., 6:9] * ref_scale.unsqueeze(-1)
         scale = ref_scale * torch.exp(pose[..., 9])
-        return CueOutput(landmarks, gaze, logits, gaze_offsets, rotation, rot6d, translation, scale)
+        return MotionCues(gaze, logits, gaze_offsets, rotation, rot6d, translation, scale)
+
+
+class MotionBranch(nn.Module):
+    """The stochastic generator of gaze and head pose beside the landmark stream (module docstring).
+
+    Each step a GRU of its own reads the landmark stream's features of that step (its hidden
+    vector and step input: previous cues, audio, emotion and identity codes; detached, so the
+    motion scores do not train the lips), the step's motion audio code and the step's noise;
+    heads of its own give gaze and pose.
+
+    Args:
+        hidden: width of the landmark stream's GRU, and of this one.
+        audio_dim: size of the motion audio code.
+        condition_dim: size of the emotion + identity code (read by the initial state).
+        noise_dim: size of the sequence noise and of each frame's noise.
+        gaze_bins: bins per gaze angle.
+        gaze_max_angle: half range of the gaze bins (degrees).
+    """
+
+    def __init__(
+        self, hidden: int, audio_dim: int, condition_dim: int, noise_dim: int, gaze_bins: int, gaze_max_angle: float
+    ) -> None:
+        super().__init__()
+        self.input = nn.Sequential(nn.Linear(2 * hidden + audio_dim + noise_dim, hidden), nn.GELU())
+        self.init_state = nn.Linear(condition_dim + noise_dim, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.heads = CueHeads(2 * hidden, hidden, gaze_bins, gaze_max_angle, landmarks=False)
+
+    def initial_state(self, condition: Tensor, noise: Tensor) -> Tensor:
+        """``(1, B, H)`` state from ``condition (B, C)`` and the sequence's noise ``(B, noise_dim)``."""
+        return torch.tanh(self.init_state(torch.cat([condition, noise], -1))).unsqueeze(0).contiguous()
+
+    def forward(
+        self, features: Tensor, audio: Tensor, noise: Tensor, state: Tensor, reference: Reference
+    ) -> tuple[MotionCues, Tensor]:
+        """Gaze and pose of ``t`` frames.
+
+        Args:
+            features: ``(B, t, 2H)`` the landmark stream's hidden vectors and step inputs.
+            audio: ``(B, t, A)`` motion audio codes.
+            noise: ``(B, t, noise_dim)`` per-frame noise.
+            state: ``(1, B, H)`` this GRU's state before the ``t`` frames.
+            reference: the reference face.
+
+        Returns:
+            the cues and this GRU's state after the ``t`` frames.
+        """
+        x = self.input(torch.cat([features.detach(), audio, noise], -1))
+        hidden, state = self.gru(x, state)
+        return self.heads.predict_motion(self.heads.trunk(torch.cat([hidden, x], -1)), reference), state
 
 
 class LandmarkSequentializer(nn.Module):
@@ -173,7 +272,8 @@ class LandmarkSequentializer(nn.Module):
             training too, step ``n`` is fed the network's own (detached) cues of step ``n - 1``
             for them (module docstring). Empty: classic teacher forcing with scheduled sampling
             on every cue.
-        noise_dim: size of the sequence noise and of each frame's noise (0: deterministic).
+        noise_dim: size of the sequence noise and of each frame's noise (0: deterministic; > 0:
+            gaze and pose come from a :class:`MotionBranch`, which reads ``motion_audio``).
     """
 
     def __init__(
@@ -203,20 +303,38 @@ class LandmarkSequentializer(nn.Module):
         self.register_buffer("own_feedback", own, persistent=False)
         self.hidden = hidden
         self.cue_proj = nn.Sequential(nn.Linear(CUE_FEATURES, cue_dim), nn.GELU())
-        in_dim = cue_dim + audio_dim + condition_dim + noise_dim
-        self.input = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU())
-        self.init_state = nn.Linear(condition_dim + noise_dim, hidden)
+        self.input = nn.Sequential(nn.Linear(cue_dim + audio_dim + condition_dim, hidden), nn.GELU())
+        self.init_state = nn.Linear(condition_dim, hidden)
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
-        self.heads = CueHeads(2 * hidden, hidden, gaze_bins, gaze_max_angle)
+        self.heads = CueHeads(2 * hidden, hidden, gaze_bins, gaze_max_angle, motion=noise_dim == 0)
+        self.motion = (
+            MotionBranch(hidden, audio_dim, condition_dim, noise_dim, gaze_bins, gaze_max_angle) if noise_dim else None
+        )
 
-    def _step_inputs(self, previous: Tensor, audio: Tensor, condition: Tensor, noise: Tensor | None) -> Tensor:
-        """Project ``previous (B, t, CUE_FEATURES)``, ``audio (B, t, A)``, ``condition (B, C)`` and
-        ``noise (B, t, noise_dim)`` (stochastic only) -> ``(B, t, H)``."""
+    @property
+    def motion_heads(self) -> CueHeads:
+        """The heads that predict gaze and pose (the motion branch's when stochastic)."""
+        return self.heads if self.motion is None else self.motion.heads
+
+    def _step_inputs(self, previous: Tensor, audio: Tensor, condition: Tensor) -> Tensor:
+        """Project ``previous (B, t, CUE_FEATURES)``, ``audio (B, t, A)`` and ``condition (B, C)`` -> ``(B, t, H)``."""
         if not self.autoregressive:
             previous = torch.zeros_like(previous)
         cond = condition.unsqueeze(1).expand(-1, audio.shape[1], -1)
-        parts = [self.cue_proj(previous), audio, cond] + ([noise] if noise is not None else [])
-        return self.input(torch.cat(parts, -1))
+        return self.input(torch.cat([self.cue_proj(previous), audio, cond], -1))
+
+    def _cues(
+        self, hidden: Tensor, x: Tensor, reference: Reference, motion: tuple[Tensor, Tensor, Tensor] | None
+    ) -> tuple[CueOutput, Tensor | None]:
+        """Cues of ``t`` frames from the landmark stream's ``hidden`` and step inputs ``x`` ``(B, t, H)``;
+        stochastic: ``motion`` is the motion branch's ``(audio (B, t, A), noise (B, t, N), state)``,
+        and its state after the frames is returned (else ``None``)."""
+        features = torch.cat([hidden, x], -1)
+        if motion is None:
+            return self.heads(features, reference), None
+        landmarks = self.heads.predict_landmarks(self.heads.trunk(features), reference)
+        cues, state = self.motion(features, *motion, reference)
+        return CueOutput(landmarks, *cues), state
 
     def check_noise(self, noise: Tensor | None, batch: int, frames: int, like: Tensor) -> Tensor | None:
         """The ``(B, T + 1, noise_dim)`` noise of a window (row 0: the sequence's, rows 1..T: the
@@ -229,6 +347,14 @@ class LandmarkSequentializer(nn.Module):
         if tuple(noise.shape) != shape:
             raise ValueError(f"noise must be (B, T + 1, noise_dim) = {shape}, got {tuple(noise.shape)}")
         return noise.to(dtype=like.dtype, device=like.device)
+
+    def check_motion_audio(self, motion_audio: Tensor | None, audio: Tensor) -> Tensor:
+        """The motion branch's audio codes, checked against the landmark stream's ``audio (B, T, A)``."""
+        if motion_audio is None or motion_audio.shape != audio.shape:
+            got = None if motion_audio is None else tuple(motion_audio.shape)
+            raise ValueError(f"a stochastic sequentializer needs motion_audio of the audio codes' shape "
+                             f"{tuple(audio.shape)}, got {got}")  # fmt: skip
+        return motion_audio
 
     def frame_noise(self, noise: Tensor) -> Tensor:
         """Per-frame noise ``(B, T, noise_dim)`` from standard normal ``noise (B, T + 1, noise_dim)``:
@@ -252,6 +378,7 @@ class LandmarkSequentializer(nn.Module):
         teacher: Tensor | None = None,
         sampling_probability: float = 0.0,
         noise: Tensor | None = None,
+        motion_audio: Tensor | None = None,
     ) -> CueOutput:
         """Generate the cues of a window.
 
@@ -268,6 +395,7 @@ class LandmarkSequentializer(nn.Module):
                 ``free_running_cues`` are always the network's own, whatever the probability.
             noise: ``(B, T + 1, noise_dim)`` standard normal noise (stochastic networks; drawn
                 from the global RNG when ``None``; see :meth:`check_noise`).
+            motion_audio: ``(B, T, A)`` the motion branch's audio codes (stochastic networks only).
 
         Returns:
             :class:`CueOutput` with ``T`` frames.
@@ -275,17 +403,21 @@ class LandmarkSequentializer(nn.Module):
         batch, frames = audio.shape[:2]
         start = torch.zeros(batch, 1, CUE_FEATURES, dtype=audio.dtype, device=audio.device)
         noise = self.check_noise(noise, batch, frames, audio)
-        initial = condition if noise is None else torch.cat([condition, noise[:, 0]], -1)
-        frame_noise = None if noise is None else self.frame_noise(noise)  # (B, T, noise_dim)
-        state = torch.tanh(self.init_state(initial)).unsqueeze(0).contiguous()  # (1, B, H)
+        state = torch.tanh(self.init_state(condition)).unsqueeze(0).contiguous()  # (1, B, H)
+        frame_noise, motion_state = None, None
+        if noise is not None:
+            motion_audio = self.check_motion_audio(motion_audio, audio)
+            frame_noise = self.frame_noise(noise)  # (B, T, noise_dim)
+            motion_state = self.motion.initial_state(condition, noise[:, 0])
         forced_only = not self.free_running_cues and sampling_probability <= 0.0
         parallel = not self.autoregressive or (teacher is not None and forced_only)
         if parallel:
             previous = start if teacher is None else torch.cat([start, teacher[:, :-1]], 1)
             previous = previous.expand(batch, frames, CUE_FEATURES) if teacher is None else previous
-            x = self._step_inputs(previous, audio, condition, frame_noise)
+            x = self._step_inputs(previous, audio, condition)
             hidden, _ = self.gru(x, state)
-            return self.heads(torch.cat([hidden, x], -1), reference)
+            motion = None if noise is None else (motion_audio, frame_noise, motion_state)
+            return self._cues(hidden, x, reference, motion)[0]
 
         outputs: list[CueOutput] = []
         previous = start
@@ -294,10 +426,11 @@ class LandmarkSequentializer(nn.Module):
                 use_own = torch.rand(batch, 1, 1, device=audio.device) < sampling_probability
                 use_own = use_own | self.own_feedback
                 previous = torch.where(use_own, previous.detach(), teacher[:, n - 1 : n])
-            step_noise = None if frame_noise is None else frame_noise[:, n : n + 1]
-            x = self._step_inputs(previous, audio[:, n : n + 1], condition, step_noise)
+            x = self._step_inputs(previous, audio[:, n : n + 1], condition)
             hidden, state = self.gru(x, state)
-            out = self.heads(torch.cat([hidden, x], -1), reference)
+            step = slice(n, n + 1)
+            motion = None if noise is None else (motion_audio[:, step], frame_noise[:, step], motion_state)
+            out, motion_state = self._cues(hidden, x, reference, motion)
             outputs.append(out)
             previous = cue_features(
                 out.normalized_landmarks,

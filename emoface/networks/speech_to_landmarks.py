@@ -30,9 +30,10 @@ class SpeechToLandmarksNet(nn.Module):
             output in training too (default gaze and pose, which the inputs do not determine;
             see :mod:`emoface.networks.sequentializer`).
         dropout: dropout on the audio code.
-        noise_dim: stochastic motion: size of the sequence and per-frame noise the sequentializer
-            reads (0: the deterministic generator, the ablation and the default of checkpoints
-            made before stochastic motion; see :mod:`emoface.networks.sequentializer`).
+        noise_dim: stochastic motion: size of the sequence and per-frame noise the sequentializer's
+            motion branch reads, with audio codes of its own (a second audio encoder); 0: the
+            deterministic generator, the ablation and the default of checkpoints made before
+            stochastic motion (see :mod:`emoface.networks.sequentializer`).
     """
 
     def __init__(
@@ -64,11 +65,16 @@ class SpeechToLandmarksNet(nn.Module):
             free_running_cues=free_running_cues,
             noise_dim=noise_dim,
         )
+        # Stochastic: the motion branch's own audio codes (the prosody the head moves with),
+        # learned from the motion scores without reshaping the lips' codes.
+        self.motion_audio_encoder = (
+            AudioEncoder(audio_features, audio_context, out_dim=audio_dim, dropout=dropout) if noise_dim else None
+        )
 
     def observe_translation(self, translation: Tensor) -> None:
         """Training: real head translations ``(..., 3)`` (crop pixels) for the mean placement the
         translation head predicts around (:class:`~emoface.networks.sequentializer.CueHeads`)."""
-        self.sequentializer.heads.observe_translation(translation)
+        self.sequentializer.motion_heads.observe_translation(translation)
 
     @property
     def noise_dim(self) -> int:
@@ -93,7 +99,7 @@ class SpeechToLandmarksNet(nn.Module):
     @property
     def gaze_bins(self) -> GazeBins:
         """The discretization of the gaze head."""
-        return self.sequentializer.heads.gaze_bins
+        return self.sequentializer.motion_heads.gaze_bins
 
     def forward(
         self,
@@ -125,4 +131,5 @@ class SpeechToLandmarksNet(nn.Module):
         condition = torch.cat(
             [self.emotion_embedding(emotion, level), self.reference_encoder(reference.normalized_landmarks)], -1
         )
-        return self.sequentializer(audio_codes, condition, reference, teacher, sampling_probability, noise)
+        motion_audio = None if self.motion_audio_encoder is None else self.motion_audio_encoder(audio)
+        return self.sequentializer(audio_codes, condition, reference, teacher, sampling_probability, noise, motion_audio)
