@@ -62,6 +62,7 @@ import sys
 import time
 from collections import defaultdict
 from functools import partial
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                         help="S2L learning rate: configs/s2l.yaml's cosine decay (1e-3 to 5e-5 over the epochs) or "
                              "a constant 1e-3")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=2,
+                        help="training runs of each S2L model (model seeds seed, seed + 1, ...; same data order); "
+                             "every figure of a row pools its runs")  # fmt: skip
     parser.add_argument("--motion-seeds", type=int, default=4,
                         help="samples per test window of the stochastic model (its figures pool them)")  # fmt: skip
     return parser.parse_args(argv)
@@ -148,13 +152,16 @@ def train_classifier(args: argparse.Namespace, datamodule: Any, root: Path) -> P
     return path
 
 
-def train_s2l(args: argparse.Namespace, datamodule: Any, root: Path, classifier: Path, name: str, **kwargs: Any) -> Any:
+def train_s2l(
+    args: argparse.Namespace, datamodule: Any, root: Path, classifier: Path, name: str, run: int = 0, **kwargs: Any
+) -> Any:
+    """Train one S2L model (``run``: its model seed is ``args.seed + run``) and return it in eval mode."""
     import lightning as L
 
     from emoface.lightning_modules import SpeechToLandmarks
     from emoface.networks import CueEmotionClassifierNet, SpeechToLandmarksNet
 
-    L.seed_everything(args.seed, verbose=False)
+    L.seed_everything(args.seed + run, verbose=False)
     noise_dim = kwargs.pop("noise_dim", NOISE_DIM)
     if args.lr_schedule == "cosine":  # as configs/s2l.yaml: AdamW, cosine annealing per epoch
         kwargs.setdefault("optimizer", partial(torch.optim.AdamW, lr=1e-3, weight_decay=1e-4))
@@ -169,7 +176,7 @@ def train_s2l(args: argparse.Namespace, datamodule: Any, root: Path, classifier:
         figure_every_n_epochs=0,
         **kwargs,
     )
-    trainer(root, args.epochs, name).fit(model, datamodule=datamodule)
+    trainer(root, args.epochs, name if run == 0 else f"{name}_run{run}").fit(model, datamodule=datamodule)
     return model.eval()
 
 
@@ -188,11 +195,12 @@ def training_means(datamodule: Any) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(
-    models: dict[str, Any], datamodule: Any, means: dict[str, torch.Tensor], motion_seeds: int = 1
+    models: dict[str, list[Any]], datamodule: Any, means: dict[str, torch.Tensor], motion_seeds: int = 1
 ) -> dict[str, dict[str, float]]:
     """Free-running evaluation of every row of the table on the test windows (means over windows).
 
-    A stochastic model generates every window ``motion_seeds`` times (motion seeds 0, 1, ...), and
+    Each row has the models of one or more training runs, and its figures pool them all. A
+    stochastic model generates every window ``motion_seeds`` times (motion seeds 0, 1, ...), and
     its rows pool all of them: its figures are then expectations over its samples rather than one
     draw's (one draw of the 44 test clips moves the energy correlation by +-0.03).
     """
@@ -202,14 +210,13 @@ def evaluate(
 
     rows: dict[str, dict[str, list[torch.Tensor]]] = defaultdict(lambda: defaultdict(list))
     motion = {name: (MotionStatistics(), FrechetMotionDistance(), MotionEnergyCorrelation()) for name in models}
-    model = models["S2L"]
     for batch in datamodule.test_dataloader():
         scale = batch["scale"][..., None, None]
         true = batch["normalized_landmarks"] * scale
         energy = MF.speech_energy(batch["audio"], batch["scale"].shape[1])
-        for name, system in models.items():
+        for name, runs in models.items():
             statistics, frechet, correlation = motion[name]
-            for seed in range(motion_seeds if system.stochastic else 1):
+            for system, seed in product(runs, range(motion_seeds if runs[0].stochastic else 1)):
                 out = system.generate(batch, seed=seed)  # stochastic: seeded per clip and start
                 for key, value in system.evaluate(out, batch).items():
                     rows[name][key].append(value)
@@ -218,13 +225,15 @@ def evaluate(
                 frechet.update(euler, out.gaze, batch["euler"], batch["gaze"])
                 correlation.update(euler, batch["euler"], energy)
         silent = dict(batch, audio=torch.zeros_like(batch["audio"]))
-        for key, value in model.evaluate(model.generate(silent), silent).items():
-            rows["S2L, audio zeroed"][key].append(value)
+        for model in models["S2L"]:
+            for key, value in model.evaluate(model.generate(silent), silent).items():
+                rows["S2L, audio zeroed"][key].append(value)
         still = batch["ref_normalized_landmarks"][:, None].expand_as(batch["normalized_landmarks"]) * scale
         for key, value in MF.landmark_distance(still, true).items():
             rows["still reference"][key].append(value)
-        real = model.classify(batch["normalized_landmarks"], batch["gaze"], batch["rotation"], True,
-                              batch["ref_normalized_landmarks"])
+        classifier = models["S2L"][0]  # its frozen classifier is every model's
+        real = classifier.classify(batch["normalized_landmarks"], batch["gaze"], batch["rotation"], True,
+                                   batch["ref_normalized_landmarks"])
         rows["real cues"]["emotion_accuracy"].append((real.argmax(-1) == batch["emotion"]).double())
         shape = batch["gaze"].shape
         gaze = means["gaze"].expand(shape)
@@ -327,15 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{time.time() - start:6.0f}s] data ready", flush=True)
     classifier = train_classifier(args, datamodule, root)
     print(f"[{time.time() - start:6.0f}s] collaborative classifier trained -> {classifier}", flush=True)
-    full = train_s2l(args, datamodule, root, classifier, "s2l")
-    print(f"[{time.time() - start:6.0f}s] S2L (stochastic motion) trained", flush=True)
-    deterministic = train_s2l(args, datamodule, root, classifier, "s2l_deterministic", noise_dim=0)
-    print(f"[{time.time() - start:6.0f}s] S2L deterministic trained", flush=True)
-    models = {"S2L": full, "S2L, deterministic": deterministic}
-    if args.ablations:
-        models["S2L, no emotion loss"] = train_s2l(args, datamodule, root, classifier, "s2l_no_emotion_loss",
-                                                   emotion_loss_weight=0.0)  # fmt: skip
-        print(f"[{time.time() - start:6.0f}s] S2L without emotion loss trained", flush=True)
+    models: dict[str, list[Any]] = defaultdict(list)
+    for run in range(args.runs):
+        models["S2L"].append(train_s2l(args, datamodule, root, classifier, "s2l", run))
+        print(f"[{time.time() - start:6.0f}s] S2L (stochastic motion) trained, run {run}", flush=True)
+        models["S2L, deterministic"].append(train_s2l(args, datamodule, root, classifier, "s2l_deterministic", run,
+                                                      noise_dim=0))  # fmt: skip
+        print(f"[{time.time() - start:6.0f}s] S2L deterministic trained, run {run}", flush=True)
+        if args.ablations:
+            models["S2L, no emotion loss"].append(train_s2l(args, datamodule, root, classifier, "s2l_no_emotion_loss",
+                                                            run, emotion_loss_weight=0.0))  # fmt: skip
+            print(f"[{time.time() - start:6.0f}s] S2L without emotion loss trained, run {run}", flush=True)
     results = evaluate(models, datamodule, training_means(datamodule), args.motion_seeds)
     order = ["S2L", "S2L, deterministic", "S2L, no emotion loss", "S2L, audio zeroed", "still reference", "train mean",
              "real cues"]  # fmt: skip

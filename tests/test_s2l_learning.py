@@ -1,14 +1,12 @@
-"""The stage-1 learning check: runs benchmarks/s2l_learning.py (slow: 3-4 minutes on 2 idle CPU cores, ~10 busy).
+"""The stage-1 learning check: runs benchmarks/s2l_learning.py (slow: about 3 minutes on 2 idle CPU cores).
 
-The benchmark's established criteria (M-LMD against the still reference and the audio-zeroed
-model, emotion accuracy, the deterministic model's gaze and pose errors against the training
-mean) must hold. The motion criteria of stochastic generation (issue 12, lines marked
-``motion:``) are reported as an expected failure while some are not met: measured by the
-benchmark (seed 0, 2026-12-01, velocity, yaw amplitude and head speed scores, 4 samples per
-window) the head-yaw and gaze std ratios, the motion Frechet distance, the head-speed /
-speech-energy correlation (0.164 against 0.136 asked), the M-LMD margin and the emotion accuracy
-pass; the head-pitch std ratio (0.77 against 0.8) does not (seed 2 meets every criterion; see
-the benchmark's docstring).
+Every criterion of the benchmark must hold: the established ones (M-LMD against the still
+reference and the audio-zeroed model, emotion accuracy, the deterministic model's gaze and pose
+errors against the training mean) and the motion criteria of stochastic generation (issue 12,
+lines marked ``motion:``: std ratios of head and gaze motion, the motion Frechet distance, the
+head-speed / speech-energy correlation, the M-LMD margin over the deterministic model and the
+emotion accuracy of sampled sequences). Seed 0, as the benchmark's default; its figures and
+those of five other training seeds are in the benchmark's docstring.
 """
 
 from __future__ import annotations
@@ -35,9 +33,7 @@ def test_s2l_learning_table_meets_its_criteria(tmp_path: Path) -> None:
     assert "S2L motion table" in result.stdout and "S2L, deterministic" in result.stdout
     checks = re.findall(r"^\s*\[(PASS|FAIL)\] (.*)$", result.stdout, flags=re.M)
     assert len(checks) >= 10, result.stdout[-3000:]
+    assert sum(text.startswith("motion:") for _, text in checks) >= 8, result.stdout[-3000:]
     failed = [text for status, text in checks if status == "FAIL"]
-    learning_failed = [text for text in failed if not text.startswith("motion:")]
-    assert not learning_failed, learning_failed
-    if failed:
-        pytest.xfail("stochastic motion criteria (issue 12) not met: " + "; ".join(failed))
+    assert not failed, failed
     assert result.returncode == 0, result.stdout[-3000:]

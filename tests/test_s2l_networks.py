@@ -156,6 +156,14 @@ def test_free_running_is_causal_up_to_the_audio_lookahead() -> None:
     changed = net(audio, batch["emotion"], batch["level"], reference)
     torch.testing.assert_close(out.normalized_landmarks[:, :7], changed.normalized_landmarks[:, :7])
     assert not torch.allclose(out.normalized_landmarks[:, 8:], changed.normalized_landmarks[:, 8:])
+    # Stochastic: the motion branch reads audio codes of its own, with the same look-ahead.
+    stochastic = SpeechToLandmarksNet(audio_context=4, noise_dim=4, **TINY).eval()
+    noise = torch.randn(3, 13, 4)
+    out = stochastic(batch["audio"], batch["emotion"], batch["level"], reference, noise=noise)
+    changed = stochastic(audio, batch["emotion"], batch["level"], reference, noise=noise)
+    for name in ("normalized_landmarks", "rotation", "gaze"):
+        torch.testing.assert_close(getattr(out, name)[:, :7], getattr(changed, name)[:, :7])
+        assert not torch.allclose(getattr(out, name)[:, 8:], getattr(changed, name)[:, 8:])
 
 
 def test_parallel_decoding_ignores_fed_back_cues() -> None:
