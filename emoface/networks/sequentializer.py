@@ -226,7 +226,8 @@ class MotionBranch(nn.Module):
         self, hidden: int, audio_dim: int, condition_dim: int, noise_dim: int, gaze_bins: int, gaze_max_angle: float
     ) -> None:
         super().__init__()
-        self.input = nn.Sequential(nn.Linear(2 * hidden + audio_dim + noise_dim, hidden), nn.GELU())
+        motion_features = CUE_FEATURES - CUE_SLICES["gaze"].start
+        self.input = nn.Sequential(nn.Linear(2 * hidden + audio_dim + noise_dim + motion_features, hidden), nn.GELU())
         self.init_state = nn.Linear(condition_dim + noise_dim, hidden)
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.heads = CueHeads(2 * hidden, hidden, gaze_bins, gaze_max_angle, landmarks=False)
@@ -236,12 +237,14 @@ class MotionBranch(nn.Module):
         return torch.tanh(self.init_state(torch.cat([condition, noise], -1))).unsqueeze(0).contiguous()
 
     def forward(
-        self, features: Tensor, audio: Tensor, noise: Tensor, state: Tensor, reference: Reference
+        self, features: Tensor, previous: Tensor, audio: Tensor, noise: Tensor, state: Tensor, reference: Reference
     ) -> tuple[MotionCues, Tensor]:
         """Gaze and pose of ``t`` frames.
 
         Args:
             features: ``(B, t, 2H)`` the landmark stream's hidden vectors and step inputs.
+            previous: ``(B, t, CUE_FEATURES)`` the cues fed to the step (this branch reads their
+                gaze and pose).
             audio: ``(B, t, A)`` motion audio codes.
             noise: ``(B, t, noise_dim)`` per-frame noise.
             state: ``(1, B, H)`` this GRU's state before the ``t`` frames.
@@ -250,7 +253,8 @@ class MotionBranch(nn.Module):
         Returns:
             the cues and this GRU's state after the ``t`` frames.
         """
-        x = self.input(torch.cat([features.detach(), audio, noise], -1))
+        own = previous[..., CUE_SLICES["gaze"].start :].detach()
+        x = self.input(torch.cat([features.detach(), own, audio, noise], -1))
         hidden, state = self.gru(x, state)
         return self.heads.predict_motion(self.heads.trunk(torch.cat([hidden, x], -1)), reference), state
 
@@ -301,6 +305,12 @@ class LandmarkSequentializer(nn.Module):
         for cue in self.free_running_cues:
             own[CUE_SLICES[cue]] = True
         self.register_buffer("own_feedback", own, persistent=False)
+        # Stochastic: the landmark stream is fed back its landmarks only (the lips do not depend
+        # on the motion sample); the motion branch reads the fed-back gaze and pose.
+        stream = torch.ones(CUE_FEATURES)
+        if noise_dim:
+            stream[CUE_SLICES["landmarks"].stop :] = 0.0
+        self.register_buffer("stream_feedback", stream, persistent=False)
         self.hidden = hidden
         self.cue_proj = nn.Sequential(nn.Linear(CUE_FEATURES, cue_dim), nn.GELU())
         self.input = nn.Sequential(nn.Linear(cue_dim + audio_dim + condition_dim, hidden), nn.GELU())
@@ -321,10 +331,15 @@ class LandmarkSequentializer(nn.Module):
         if not self.autoregressive:
             previous = torch.zeros_like(previous)
         cond = condition.unsqueeze(1).expand(-1, audio.shape[1], -1)
-        return self.input(torch.cat([self.cue_proj(previous), audio, cond], -1))
+        return self.input(torch.cat([self.cue_proj(previous * self.stream_feedback), audio, cond], -1))
 
     def _cues(
-        self, hidden: Tensor, x: Tensor, reference: Reference, motion: tuple[Tensor, Tensor, Tensor] | None
+        self,
+        hidden: Tensor,
+        x: Tensor,
+        previous: Tensor,
+        reference: Reference,
+        motion: tuple[Tensor, Tensor, Tensor] | None,
     ) -> tuple[CueOutput, Tensor | None]:
         """Cues of ``t`` frames from the landmark stream's ``hidden`` and step inputs ``x`` ``(B, t, H)``;
         stochastic: ``motion`` is the motion branch's ``(audio (B, t, A), noise (B, t, N), state)``,
@@ -333,7 +348,9 @@ class LandmarkSequentializer(nn.Module):
         if motion is None:
             return self.heads(features, reference), None
         landmarks = self.heads.predict_landmarks(self.heads.trunk(features), reference)
-        cues, state = self.motion(features, *motion, reference)
+        if not self.autoregressive:
+            previous = torch.zeros_like(previous)
+        cues, state = self.motion(features, previous, *motion, reference)
         return CueOutput(landmarks, *cues), state
 
     def check_noise(self, noise: Tensor | None, batch: int, frames: int, like: Tensor) -> Tensor | None:
@@ -417,7 +434,7 @@ class LandmarkSequentializer(nn.Module):
             x = self._step_inputs(previous, audio, condition)
             hidden, _ = self.gru(x, state)
             motion = None if noise is None else (motion_audio, frame_noise, motion_state)
-            return self._cues(hidden, x, reference, motion)[0]
+            return self._cues(hidden, x, previous, reference, motion)[0]
 
         outputs: list[CueOutput] = []
         previous = start
@@ -430,7 +447,7 @@ class LandmarkSequentializer(nn.Module):
             hidden, state = self.gru(x, state)
             step = slice(n, n + 1)
             motion = None if noise is None else (motion_audio[:, step], frame_noise[:, step], motion_state)
-            out, motion_state = self._cues(hidden, x, reference, motion)
+            out, motion_state = self._cues(hidden, x, previous, reference, motion)
             outputs.append(out)
             previous = cue_features(
                 out.normalized_landmarks,
