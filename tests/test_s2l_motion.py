@@ -64,19 +64,21 @@ def test_deterministic_mode_ignores_the_seed_and_keeps_the_old_losses() -> None:
 
 
 def test_motion_branch_samples_gaze_and_pose_and_leaves_the_lips_to_the_landmark_stream() -> None:
-    """Stochastic: noise changes gaze and pose only (with the real previous cues fed, the landmarks
-    do not move), and the motion scores train the motion branch and its audio encoder, never the
-    landmark stream (whose parameters get no gradient from them)."""
+    """Stochastic: noise changes gaze and pose only (free running or teacher-forced, the landmarks
+    are the same for every motion sample: the landmark stream is fed back landmarks only), and
+    the motion scores train the motion branch and its audio encoder, never the landmark stream
+    (whose parameters get no gradient from them)."""
     torch.manual_seed(0)
-    net = SpeechToLandmarksNet(**TINY, noise_dim=4, free_running_cues=())
     batch = synthetic_batch()
     reference = reference_pose(batch)
     teacher = torch.randn(3, 10, CUE_FEATURES)
-    args = (batch["audio"], batch["emotion"], batch["level"], reference, teacher)
-    first, second = net(*args, noise=torch.randn(3, 11, 4)), net(*args, noise=torch.randn(3, 11, 4))
-    torch.testing.assert_close(first.normalized_landmarks, second.normalized_landmarks)
-    assert (first.rotation - second.rotation).abs().max() > 1e-4
-    assert (first.gaze - second.gaze).abs().max() > 1e-4
+    for net, forced in ((SpeechToLandmarksNet(**TINY, noise_dim=4), None),
+                        (SpeechToLandmarksNet(**TINY, noise_dim=4, free_running_cues=()), teacher)):  # fmt: skip
+        args = (batch["audio"], batch["emotion"], batch["level"], reference, forced)
+        first, second = net(*args, noise=torch.randn(3, 11, 4)), net(*args, noise=torch.randn(3, 11, 4))
+        torch.testing.assert_close(first.normalized_landmarks, second.normalized_landmarks)
+        assert (first.rotation - second.rotation).abs().max() > 1e-4
+        assert (first.gaze - second.gaze).abs().max() > 1e-4
 
     system = _system(4)
     doubled = repeat_batch(synthetic_batch(batch=2, frames=8), 2)

@@ -24,27 +24,33 @@ audio, identity and the generated history), which is what a deterministic genera
 Stochastic motion (``noise_dim > 0``). The best deterministic prediction of motion the inputs do
 not determine is its conditional mean (median under L1), a damped, nearly still head and frozen
 eyes. With ``noise_dim > 0`` gaze and pose come from a :class:`MotionBranch` beside the landmark
-stream: a second GRU that reads the landmark stream's features of each step (detached), audio
-codes of its own (``motion_audio``: the prosody the head moves with) and noise: one Gaussian
-vector per sequence (into its initial state: a clip's own posture and style) and one per frame
-(the fixations, saccades and turns the audio does not fix). The per-frame noise is a stationary
-AR(1) process with coefficient :data:`NOISE_SMOOTHING` (slow variation the GRU need not learn to
-integrate in a few hundred steps; measured against half-white noise it gave a lower M-LMD and the
-same motion calibration on mini-MEAD), so samples are temporally coherent trajectories. The
-system trains pose and gaze with a distribution-level objective on these samples (the energy
-score, :func:`emoface.lightning_modules.speech_to_landmarks.energy_score`).
+stream: a second GRU that reads the landmark stream's features of each step (detached), the
+previous step's gaze and pose, audio codes of its own (``motion_audio``: the prosody the head
+moves with) and noise: one Gaussian vector per sequence (into its initial state: a clip's own
+posture and style) and one per frame (the fixations, saccades and turns the audio does not fix).
+The per-frame noise is a stationary AR(1) process with coefficient :data:`NOISE_SMOOTHING` (slow
+variation the GRU need not learn to integrate in a few hundred steps; measured against
+half-white noise it gave a lower M-LMD and the same motion calibration on mini-MEAD), so samples
+are temporally coherent trajectories. The system trains pose and gaze with a distribution-level
+objective on these samples (the energy score,
+:func:`emoface.lightning_modules.speech_to_landmarks.energy_score`). The landmark stream is fed
+back its previous landmarks only, so the lips do not depend on the motion sample (the motion
+follows the face's stream, not the other way round).
 
 Why a branch and not noise into the one GRU: the landmark stream then reads no noise and gets no
 gradient from the motion scores, so the lips are learned as in the deterministic generator.
 Sharing one GRU, the motion scores (which outweigh the landmark L1 in the loss) competed with the
-lips for its state: on mini-MEAD the sampled model's M-LMD came out 1.0-1.9 times the
+lips for its state: on mini-MEAD the sampled model's M-LMD came out 0.95-1.88 times the
 deterministic model's over four training seeds, and the eyes of one run wandered apart (left /
 right yaw correlation -0.26), damping the gaze seen. Why audio codes of its own: reading only the
 landmark stream's detached features, which are shaped for the lips, the head followed the voice
-less (head-speed / speech-energy correlation 0.107-0.150 against 0.15-0.21 with its own codes).
-The landmark stream still reads the sampled gaze and pose of the previous step (generated
-together, one frame at a time). ``noise_dim = 0`` is the deterministic generator (the ablation,
-and what checkpoints made before it load as).
+less (head-speed / speech-energy correlation 0.107 / 0.150 against 0.213 / 0.196 with its own
+codes, seeds 2 / 3). Why the landmark stream is not fed the sampled gaze and pose: fed them, its
+lips depended on the motion sample, and M-LMD (two training runs pooled) was 1.14 times the
+deterministic model's on seed 2; fed its landmarks only, 1.01 times, and the head-speed /
+speech-energy correlation rose from 0.163 / 0.179 to 0.209 / 0.199 (seeds 0 / 2).
+``noise_dim = 0`` is the deterministic generator (the ablation, and what checkpoints made before
+it load as).
 """
 
 from __future__ import annotations
@@ -209,9 +215,9 @@ class MotionBranch(nn.Module):
     """The stochastic generator of gaze and head pose beside the landmark stream (module docstring).
 
     Each step a GRU of its own reads the landmark stream's features of that step (its hidden
-    vector and step input: previous cues, audio, emotion and identity codes; detached, so the
-    motion scores do not train the lips), the step's motion audio code and the step's noise;
-    heads of its own give gaze and pose.
+    vector and step input: previous landmarks, audio, emotion and identity codes; detached, so
+    the motion scores do not train the lips), the previous step's gaze and pose, the step's
+    motion audio code and the step's noise; heads of its own give gaze and pose.
 
     Args:
         hidden: width of the landmark stream's GRU, and of this one.
@@ -341,9 +347,10 @@ class LandmarkSequentializer(nn.Module):
         reference: Reference,
         motion: tuple[Tensor, Tensor, Tensor] | None,
     ) -> tuple[CueOutput, Tensor | None]:
-        """Cues of ``t`` frames from the landmark stream's ``hidden`` and step inputs ``x`` ``(B, t, H)``;
-        stochastic: ``motion`` is the motion branch's ``(audio (B, t, A), noise (B, t, N), state)``,
-        and its state after the frames is returned (else ``None``)."""
+        """Cues of ``t`` frames from the landmark stream's ``hidden`` and step inputs ``x`` ``(B, t, H)``
+        and the cues fed to the step, ``previous (B, t, CUE_FEATURES)``; stochastic: ``motion`` is
+        the motion branch's ``(audio (B, t, A), noise (B, t, N), state)``, and its state after the
+        frames is returned (else ``None``)."""
         features = torch.cat([hidden, x], -1)
         if motion is None:
             return self.heads(features, reference), None
