@@ -633,6 +633,9 @@ class SpeechToLandmarks(LightningModule):
         times the squared error of each frame's expected speed (:func:`speed_score`) of the
         ``motion_speed_groups``.
 
+        The figures below were measured with the first stochastic design (one GRU reading the
+        noise, constant learning rate); the current ones are in benchmarks/s2l_learning.py.
+
         Why per cue group and not one score over all cues: in a few hundred dimensions the energy
         score's pull on each cue's spread is weak (its gradient is dominated by the largest
         residuals), while each cue's own trajectory score calibrates that cue's amplitude directly.
