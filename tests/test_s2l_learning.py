@@ -6,7 +6,7 @@ errors against the training mean) and the motion criteria of stochastic generati
 lines marked ``motion:``: std ratios of head and gaze motion, the motion Frechet distance, the
 head-speed / speech-energy correlation, the M-LMD margin over the deterministic model and the
 emotion accuracy of sampled sequences). Seed 0, the benchmark's default (two training runs per
-model, pooled); its figures and those of seeds 1-3, which pass too, are in the benchmark's
+model, pooled); its figures and those of seeds 1-5, which pass too, are in the benchmark's
 docstring.
 """
 
