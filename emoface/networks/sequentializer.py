@@ -334,8 +334,6 @@ class LandmarkSequentializer(nn.Module):
 
     def _step_inputs(self, previous: Tensor, audio: Tensor, condition: Tensor) -> Tensor:
         """Project ``previous (B, t, CUE_FEATURES)``, ``audio (B, t, A)`` and ``condition (B, C)`` -> ``(B, t, H)``."""
-        if not self.autoregressive:
-            previous = torch.zeros_like(previous)
         cond = condition.unsqueeze(1).expand(-1, audio.shape[1], -1)
         return self.input(torch.cat([self.cue_proj(previous * self.stream_feedback), audio, cond], -1))
 
@@ -355,8 +353,6 @@ class LandmarkSequentializer(nn.Module):
         if motion is None:
             return self.heads(features, reference), None
         landmarks = self.heads.predict_landmarks(self.heads.trunk(features), reference)
-        if not self.autoregressive:
-            previous = torch.zeros_like(previous)
         cues, state = self.motion(features, previous, *motion, reference)
         return CueOutput(landmarks, *cues), state
 
@@ -438,6 +434,8 @@ class LandmarkSequentializer(nn.Module):
         if parallel:
             previous = start if teacher is None else torch.cat([start, teacher[:, :-1]], 1)
             previous = previous.expand(batch, frames, CUE_FEATURES) if teacher is None else previous
+            if not self.autoregressive:  # the ablation: no step is fed any previous cue (both streams)
+                previous = torch.zeros_like(previous)
             x = self._step_inputs(previous, audio, condition)
             hidden, _ = self.gru(x, state)
             motion = None if noise is None else (motion_audio, frame_noise, motion_state)
