@@ -74,6 +74,14 @@ class MEADDataModule(LightningDataModule):
             side of the crops served (stage-1 prediction files record it).
         preprocess_workers: worker processes for preprocessing.
         mini_mead_speakers, mini_mead_clips, mini_mead_seconds: the embedded mini-MEAD's size.
+        mini_mead_free_motion: the embedded mini-MEAD with free head motion (VoxCeleb-like turns,
+            tilts, moves and zoom; see :func:`~emoface.datamodules.mini_mead.free_head_motion`),
+            for the renderer and stage 2; stage 1 keeps the default (MEAD-like) data. Its frames
+            are drawn at :func:`~emoface.datamodules.mini_mead.free_motion_frame_size` of ``size``
+            (the head is smaller in them) and it has its own cache.
+        crop: the preprocessing crop (:class:`~emoface.preprocessing.pipeline.PreprocessOptions`):
+            ``clip``, ``track`` or ``auto`` (``track`` for a free-motion mini-MEAD, else ``clip``).
+            Another crop than ``auto`` gets its own cache folder.
         pin_memory: DataLoader ``pin_memory``.
     """
 
@@ -101,6 +109,8 @@ class MEADDataModule(LightningDataModule):
         mini_mead_speakers: int = 6,
         mini_mead_clips: int = 2,
         mini_mead_seconds: float = 2.0,
+        mini_mead_free_motion: bool = False,
+        crop: str = "auto",
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
@@ -123,23 +133,31 @@ class MEADDataModule(LightningDataModule):
         self.backend = backend
         self.size = size
         self.preprocess_workers = preprocess_workers
-        self.mini_mead = {"speakers": mini_mead_speakers, "clips": mini_mead_clips, "seconds": mini_mead_seconds}
+        self.mini_mead = {"speakers": mini_mead_speakers, "clips": mini_mead_clips, "seconds": mini_mead_seconds,
+                          "free_motion": mini_mead_free_motion}
         self.pin_memory = pin_memory
+        if crop not in ("auto", "clip", "track"):
+            raise ValueError(f"crop must be auto, clip or track, got {crop!r}")
+        self.crop = crop
         self.raw_root = Path(raw_root).expanduser() if raw_root else None
         self._build_mini_mead = False
         if cache_dir:
             self.cache_dir = Path(cache_dir).expanduser()
         elif self.raw_root is not None:
             digest = hashlib.sha1(str(self.raw_root.resolve()).encode()).hexdigest()[:10]
-            self.cache_dir = user_cache_root() / "preprocessed" / f"{self.raw_root.name}-{digest}-{size}"
+            suffix = "" if crop == "auto" else f"-{crop}"
+            self.cache_dir = user_cache_root() / "preprocessed" / f"{self.raw_root.name}-{digest}-{size}{suffix}"
         else:
             from emoface.datamodules.mini_mead import GENERATOR_VERSION
 
             # The generator version is in the key: a cache made by an older generator is never reused.
             tag = f"v{GENERATOR_VERSION}-s{mini_mead_speakers}-c{mini_mead_clips}-t{mini_mead_seconds:g}-{size}"
-            self.raw_root = user_cache_root() / "mini-mead" / tag / "raw"
-            self.cache_dir = user_cache_root() / "mini-mead" / tag / "cache"
             self._build_mini_mead = True
+            cache_name = "cache" if self._crop() == "clip" and not mini_mead_free_motion else f"cache-{self._crop()}"
+            if mini_mead_free_motion:  # another tree (and a cache named by its crop)
+                tag = f"{tag}-free"
+            self.raw_root = user_cache_root() / "mini-mead" / tag / "raw"
+            self.cache_dir = user_cache_root() / "mini-mead" / tag / cache_name
         self.splits: dict[str, list[ClipEntry]] = {}
         self.datasets: dict[str, MEADWindows] = {}
 
@@ -154,7 +172,7 @@ class MEADDataModule(LightningDataModule):
             from emoface.datamodules.mini_mead import make_mini_mead
 
             log.info("building the embedded mini-MEAD in %s", self.raw_root)
-            make_mini_mead(self.raw_root, size=self.size, progress=True, **self.mini_mead)
+            make_mini_mead(self.raw_root, size=self._frame_size(), progress=True, **self.mini_mead)
         from emoface.preprocessing.pipeline import PreprocessOptions, format_summary, preprocess
 
         backend = self.backend
@@ -163,13 +181,28 @@ class MEADDataModule(LightningDataModule):
         summary = preprocess(
             self.raw_root,
             self.cache_dir,
-            PreprocessOptions(backend=backend, size=self.size),
+            PreprocessOptions(backend=backend, size=self.size, crop=self._crop()),
             workers=self.preprocess_workers,
             progress=True,
         )
         log.info("%s", format_summary(summary, self.cache_dir))
         if summary.exit_code:
             raise RuntimeError(f"preprocessing {self.raw_root} produced no usable clip (see {self.cache_dir})")
+
+    def _frame_size(self) -> int:
+        """Frame side of the embedded mini-MEAD this module builds."""
+        if self.mini_mead["free_motion"]:
+            from emoface.datamodules.mini_mead import free_motion_frame_size
+
+            return free_motion_frame_size(self.size)
+        return self.size
+
+    def _crop(self) -> str:
+        """The preprocessing crop: ``crop``, or for ``auto`` on the embedded mini-MEAD ``track``
+        with free motion and ``clip`` without (on a ``raw_root``, ``auto``: preprocess decides)."""
+        if self.crop != "auto" or not self._build_mini_mead:
+            return self.crop
+        return "track" if self.mini_mead["free_motion"] else "clip"
 
     def _entries(self) -> tuple[list[ClipEntry], list[ClipEntry]]:
         """(all usable clips, clips after the emotion/level filters)."""

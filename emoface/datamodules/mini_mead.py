@@ -92,6 +92,15 @@ class MiniMEADConfig:
     seed: int = 0
     fps: int = FPS
     sample_rate: int = SAMPLE_RATE
+    free_motion: bool = False
+
+    def record(self) -> dict[str, object]:
+        """The settings as ``mini_mead.json`` records them (``free_motion`` only when on, so the
+        default tree's files stay byte-identical to those of generator versions before the option)."""
+        values = asdict(self)
+        if not self.free_motion:
+            del values["free_motion"]
+        return values
 
 
 @dataclass(frozen=True)
@@ -439,6 +448,73 @@ def head_pose(
     return euler, shift
 
 
+FREE_ROTATION_LIMITS = (30.0, 20.0, 15.0)
+"""Free head motion: bounds of (yaw, pitch, roll) in degrees (VoxCeleb-like free talking)."""
+FREE_SHIFT_LIMIT = 0.1
+"""Free head motion: bound of the head's translation (x and y), as a fraction of the face extent."""
+FREE_SCALE_LIMIT = 0.1
+"""Free head motion: bound of the relative change of the head's size (+-10%)."""
+FACE_EXTENT = float(np.ptp(MEAN_FACE_NP[:, :2], axis=0).max())
+"""The mean face's largest extent (width) in canonical units (~1.48)."""
+HEAD_SCALE = 0.40
+"""Image pixels per canonical unit, as a fraction of the frame side (the face fills ~60% of it)."""
+FREE_HEAD_SCALE = 0.30
+"""The same with free head motion: the head is drawn smaller (the face fills ~44% of the frame) so
+that it can turn, tilt and move and a crop of 1.6 x its extent still fits inside the frame."""
+FREE_MOTION_CUTOFF_HZ = 1.0
+"""Highest frequency of the free-motion trajectories (the slowest is 0.15 x this)."""
+
+
+def free_motion_frame_size(crop_size: int) -> int:
+    """Frame side (even) at which a free-motion mini-MEAD's face crops of ``crop_size`` pixels
+    are about 1:1 with the frame's pixels, as the default mini-MEAD's are at ``crop_size``: the
+    head is drawn :data:`FREE_HEAD_SCALE` / :data:`HEAD_SCALE` as large, so the frame is larger
+    by the inverse (64 -> 86, 256 -> 342)."""
+    return 2 * round(crop_size * HEAD_SCALE / FREE_HEAD_SCALE / 2)
+
+
+def _bounded(values: np.ndarray, limit: float) -> np.ndarray:
+    """Squash ``values`` smoothly into ``(-limit, limit)`` (``limit * tanh(values / limit)``):
+    about the identity for small values, so small motion passes unchanged."""
+    return limit * np.tanh(values / limit)
+
+
+def free_head_motion(
+    rng: np.random.Generator, num: int, fps: int, euler: np.ndarray, shift: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Free talking head motion on top of the speech- and emotion-driven pose of :func:`head_pose`.
+
+    Per clip, each of yaw, pitch, roll, the x/y translation and the scale follows a smooth random
+    trajectory (a random offset for the clip plus band-limited wander up to
+    :data:`FREE_MOTION_CUTOFF_HZ`, so a 2-second clip sweeps a good part of the range), added to
+    the clip's own pose; each sum is squashed smoothly into its bound
+    (:data:`FREE_ROTATION_LIMITS`, :data:`FREE_SHIFT_LIMIT` of the face, :data:`FREE_SCALE_LIMIT`).
+
+    Args:
+        rng: the clip's free-motion generator (separate from the clip's other draws, so the speech,
+            mouth, blinks and gaze of a clip are those of the same clip without free motion).
+        num: frames ``T``.
+        fps: frame rate.
+        euler: ``(T, 3)`` (yaw, pitch, roll) degrees from :func:`head_pose`.
+        shift: ``(T, 2)`` translation jitter in canonical units from :func:`head_pose`.
+
+    Returns:
+        ``(euler (T, 3) degrees, shift (T, 2) canonical units, scale (T,) relative size around 1)``.
+    """
+    limits = np.asarray(FREE_ROTATION_LIMITS)
+    # Offset uniform over +-60% of the bound, wander with a standard deviation of 55% of it.
+    offset = rng.uniform(-0.6, 0.6, 3) * limits
+    wander = np.stack([_smooth_noise(rng, num, fps, FREE_MOTION_CUTOFF_HZ) for _ in range(3)], 1) * 0.55 * limits
+    free_euler = _bounded(euler + offset + wander, limits)
+    shift_limit = FREE_SHIFT_LIMIT * FACE_EXTENT
+    offset = rng.uniform(-0.5, 0.5, 2) * shift_limit
+    wander = np.stack([_smooth_noise(rng, num, fps, FREE_MOTION_CUTOFF_HZ) for _ in range(2)], 1) * 0.5 * shift_limit
+    free_shift = _bounded(shift + offset + wander, shift_limit)
+    zoom = rng.uniform(-0.5, 0.5) * FREE_SCALE_LIMIT + 0.5 * FREE_SCALE_LIMIT * _smooth_noise(rng, num, fps, FREE_MOTION_CUTOFF_HZ)
+    scale = 1.0 + _bounded(zoom, FREE_SCALE_LIMIT)
+    return free_euler, free_shift, scale
+
+
 SACCADE_FRAMES = 2
 """Frames a saccade takes between two fixations (~80 ms at 25 fps)."""
 
@@ -592,8 +668,17 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def make_clip(job: ClipJob) -> str:
-    """Synthesise, render and write one clip (video, audio, ground truth); returns its id."""
+class RenderedClip(NamedTuple):
+    """One clip before it is written: frames ``(T, H, W, 3)`` uint8, waveform ``(S,)`` float32
+    and the ground-truth sidecar's arrays (keys in docs/data_format.md)."""
+
+    frames: np.ndarray
+    waveform: np.ndarray
+    truth: dict[str, np.ndarray]
+
+
+def render_clip(job: ClipJob) -> RenderedClip:
+    """Synthesise and render one clip (nothing is written)."""
     cfg = job.config
     identity = make_identity(job.actor, cfg.seed)
     rng = _rng(cfg.seed, "clip", job.actor, job.emotion, job.level, job.index)
@@ -610,8 +695,14 @@ def make_clip(job: ClipJob) -> str:
     blink = blink_track(rng, num_frames, job.emotion, job.level, cfg.fps)  # (T,)
     shapes = face_shapes(identity, job.emotion, job.level, mouth_open, frame_roundness, blink)  # (T, 68, 3)
 
+    if cfg.free_motion:
+        # Its own generator: the clip's speech, mouth, blinks and gaze stay those of the default clip.
+        free_rng = _rng(cfg.seed, "free-motion", job.actor, job.emotion, job.level, job.index)
+        euler, shift, zoom = free_head_motion(free_rng, num_frames, cfg.fps, euler, shift)
+        scale = FREE_HEAD_SCALE * cfg.size * zoom  # (T,)
+    else:
+        scale = np.full(num_frames, HEAD_SCALE * cfg.size)
     rotation = euler_to_matrix(torch.from_numpy(euler)).numpy()  # (T, 3, 3)
-    scale = np.full(num_frames, 0.40 * cfg.size)
     translation = np.zeros((num_frames, 3))
     translation[:, 0] = cfg.size / 2 + shift[:, 0] * scale
     translation[:, 1] = cfg.size * 0.47 + shift[:, 1] * scale
@@ -626,7 +717,6 @@ def make_clip(job: ClipJob) -> str:
     pupils = to_image(pupils_canonical)[..., :2]
     forehead = to_image(np.repeat(_FOREHEAD[None], num_frames, 0))
     neck = to_image(np.repeat(_NECK[None], num_frames, 0))
-    iris_radius = 0.065 * scale[0]
 
     size = cfg.size
     gradient = np.linspace(0.0, 1.0, size)[:, None, None]
@@ -636,39 +726,44 @@ def make_clip(job: ClipJob) -> str:
     for t in range(num_frames):
         frames[t] = render_frame(
             background, identity, landmarks[t], {"forehead": forehead[t], "neck": neck[t]},
-            pupils[t], iris_radius, float(euler[t, 0]),
+            pupils[t], 0.065 * scale[t], float(euler[t, 0]),
         )  # fmt: skip
 
+    f32 = np.float32
+    truth = {
+        "fps": np.int64(cfg.fps),
+        "sample_rate": np.int64(cfg.sample_rate),
+        "landmarks": landmarks.astype(f32),
+        "normalized_landmarks": shapes.astype(f32),
+        "rotation": rotation.astype(f32),
+        "euler": euler.astype(f32),
+        "translation": translation.astype(f32),
+        "scale": scale.astype(f32),
+        "gaze": gaze.astype(f32),
+        "pupils": pupils.astype(f32),
+        "mouth_open": mouth_open.astype(f32),
+        "audio_envelope": frame_envelope.astype(f32),
+        "speech_stress": frame_stress.astype(f32),
+        "pitch_accent": frame_accent.astype(f32),
+        "blink": blink.astype(f32),
+        "emotion": np.str_(job.emotion),
+        "level": np.int64(job.level),
+        "actor": np.str_(job.actor),
+    }
+    return RenderedClip(frames, wave, truth)
+
+
+def make_clip(job: ClipJob) -> str:
+    """Synthesise, render and write one clip (video, audio, ground truth); returns its id."""
+    cfg = job.config
+    clip = render_clip(job)
     root = Path(job.root) / job.actor
     name = f"{job.index:03d}"
     level_dir = f"{job.emotion}/level_{job.level}"
-    write_video(root / "video" / "front" / level_dir / f"{name}.mp4", frames, cfg.fps, audio=wave,
+    write_video(root / "video" / "front" / level_dir / f"{name}.mp4", clip.frames, cfg.fps, audio=clip.waveform,
                 sample_rate=cfg.sample_rate)  # fmt: skip
-    write_audio(root / "audio" / level_dir / f"{name}.m4a", wave, cfg.sample_rate)
-    f32 = np.float32
-    save_npz(
-        root / "groundtruth" / level_dir / f"{name}.npz",
-        {
-            "fps": np.int64(cfg.fps),
-            "sample_rate": np.int64(cfg.sample_rate),
-            "landmarks": landmarks.astype(f32),
-            "normalized_landmarks": shapes.astype(f32),
-            "rotation": rotation.astype(f32),
-            "euler": euler.astype(f32),
-            "translation": translation.astype(f32),
-            "scale": scale.astype(f32),
-            "gaze": gaze.astype(f32),
-            "pupils": pupils.astype(f32),
-            "mouth_open": mouth_open.astype(f32),
-            "audio_envelope": frame_envelope.astype(f32),
-            "speech_stress": frame_stress.astype(f32),
-            "pitch_accent": frame_accent.astype(f32),
-            "blink": blink.astype(f32),
-            "emotion": np.str_(job.emotion),
-            "level": np.int64(job.level),
-            "actor": np.str_(job.actor),
-        },
-    )
+    write_audio(root / "audio" / level_dir / f"{name}.m4a", clip.waveform, cfg.sample_rate)
+    save_npz(root / "groundtruth" / level_dir / f"{name}.npz", clip.truth)
     return f"{job.actor}/{job.relative}"
 
 
@@ -692,6 +787,7 @@ def make_mini_mead(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = False,
+    free_motion: bool = False,
 ) -> Path:
     """Write a mini-MEAD tree to ``out_dir``.
 
@@ -704,6 +800,12 @@ def make_mini_mead(
         seed: everything is deterministic for a seed.
         workers: processes to use (default: all cores).
         progress: show progress (a bar on a terminal, periodic lines otherwise).
+        free_motion: free head motion like free talking or VoxCeleb video
+            (:func:`free_head_motion`: yaw within +-30 deg, pitch +-20, roll +-15, translation up
+            to a tenth of the face, size +-10%) on top of the speech-driven mouth, blinks, gaze
+            and head motion; the head is drawn smaller in the frame (:data:`FREE_HEAD_SCALE`) to
+            leave it room. The sidecars carry the pose actually rendered. Off (default): the
+            MEAD-like frontal data, unchanged.
 
     Returns:
         ``out_dir`` as a Path.
@@ -712,7 +814,8 @@ def make_mini_mead(
         raise ValueError(f"size must be an even number of pixels >= 32, got {size}")
     if seconds <= 0 or clips < 1:
         raise ValueError(f"seconds must be > 0 and clips >= 1, got seconds={seconds}, clips={clips}")
-    config = MiniMEADConfig(speakers=speakers, clips=clips, seconds=seconds, size=size, seed=seed)
+    config = MiniMEADConfig(speakers=speakers, clips=clips, seconds=seconds, size=size, seed=seed,
+                            free_motion=free_motion)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     jobs = clip_jobs(root, config)
@@ -736,7 +839,7 @@ def make_mini_mead(
     meta = {
         "dataset": "mini-MEAD",
         "generator_version": GENERATOR_VERSION,
-        "config": asdict(config),
+        "config": config.record(),
         "actors": actors,
         "split": speaker_split(actors),
         "clips": len(done),

@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels (default: 256)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same data (default: 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--free-motion", action="store_true",
+                        help="free head motion like VoxCeleb video (yaw +-30 deg, pitch +-20, roll +-15, translation "
+                             "up to a tenth of the face, size +-10%%; the head is drawn smaller in the frame); "
+                             "`emoface preprocess` then crops it with a crop that follows the face (--crop auto)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         root = make_mini_mead(
             args.out, speakers=args.speakers, clips=args.clips, seconds=args.seconds, size=args.size,
-            seed=args.seed, workers=args.workers, progress=True,
+            seed=args.seed, workers=args.workers, progress=True, free_motion=args.free_motion,
         )  # fmt: skip
     except ValueError as error:
         print(f"emoface mini-mead: error: {error}")

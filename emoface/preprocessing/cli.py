@@ -29,7 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", nargs="+", type=int, default=None, choices=(1, 2, 3), help="only these levels")
     parser.add_argument("--fps", type=int, default=25, help="video frame rate of the cache")
     parser.add_argument("--size", type=int, default=256, help="face crop side in pixels")
-    parser.add_argument("--crop-scale", type=float, default=1.6, help="crop side / largest face extent in the clip")
+    parser.add_argument("--crop-scale", type=float, default=1.6,
+                        help="crop side / largest face extent in the clip (--crop track: / median face extent)")
+    parser.add_argument("--crop", choices=("auto", "clip", "track"), default="auto",
+                        help="clip: one square per clip around all its faces (MEAD's seated actors); track: a square of "
+                             "one side per clip whose centre follows the smoothed face, for heads that turn and move; "
+                             "auto: track for a free-motion mini-MEAD (emoface mini-mead --free-motion), else clip")
     parser.add_argument("--min-frames", type=int, default=10, help="shorter clips fail as too short")
     parser.add_argument("--max-gap", type=int, default=12, help="longest face-less run that is interpolated")
     parser.add_argument("--retry-failed", action="store_true", help="redo clips an earlier run recorded as failed")
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps,
         size=args.size,
         crop_scale=args.crop_scale,
+        crop=args.crop,
         min_frames=args.min_frames,
         max_gap=args.max_gap,
         device=args.device,

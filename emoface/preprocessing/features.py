@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -173,11 +174,163 @@ def crop_frames(frames: np.ndarray, box: CropBox) -> np.ndarray:
     return out
 
 
-def landmarks_to_crop(landmarks: np.ndarray, box: CropBox) -> np.ndarray:
-    """Source-frame landmarks ``(..., 68, 3)`` -> crop pixels (z scaled like x and y)."""
+CROP_MODES = ("clip", "track")
+"""Crops of :func:`~emoface.preprocessing.pipeline.extract_clip`: ``clip`` (one box per clip,
+:func:`stable_crop_box`) and ``track`` (one box of fixed side per frame, :func:`tracking_crop_boxes`)."""
+
+
+@dataclass(frozen=True)
+class CropTrack:
+    """Square boxes of one side that follow the face: frame ``t`` is
+    ``[x0[t], x0[t] + side) x [y0[t], y0[t] + side)`` (sub-pixel), resized to ``size``.
+
+    Coordinates are continuous source pixels (pixel ``i`` covers ``[i, i + 1)``), the convention of
+    :func:`landmarks_to_crop` and of ``cv2.resize`` in :func:`crop_frames`.
+    """
+
+    x0: np.ndarray  # (T,) float64
+    y0: np.ndarray  # (T,) float64
+    side: float
+    size: int
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per source pixel."""
+        return self.size / self.side
+
+    def __len__(self) -> int:
+        return len(self.x0)
+
+    def as_array(self) -> np.ndarray:
+        """``(T, 4)`` float32 ``(x0, y0, side, size)`` per frame."""
+        num = len(self.x0)
+        return np.stack([self.x0, self.y0, np.full(num, self.side), np.full(num, float(self.size))], 1).astype(np.float32)
+
+    def frames(self, start: int, stop: int) -> CropTrack:
+        """The boxes of frames ``start .. stop - 1`` (frames past the last box keep the last box)."""
+        index = np.minimum(np.arange(start, stop), len(self.x0) - 1)
+        return CropTrack(self.x0[index], self.y0[index], self.side, self.size)
+
+
+def _gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth ``(T, D)`` along time with a Gaussian of ``sigma`` frames (edges held)."""
+    if sigma <= 0 or len(values) < 2:
+        return values.astype(np.float64)
+    radius = int(math.ceil(3.0 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    padded = np.concatenate([np.repeat(values[:1], radius, 0), values, np.repeat(values[-1:], radius, 0)])
+    return np.stack([np.convolve(padded[:, d], taps, mode="valid") for d in range(values.shape[1])], 1)
+
+
+def tracking_crop_boxes(
+    landmarks: np.ndarray,
+    size: int,
+    crop_scale: float = 1.6,
+    lift: float = 0.1,
+    smoothing: float = 5.0,
+    frame_size: tuple[int, int] | None = None,
+) -> CropTrack:
+    """Per-frame boxes of one side that follow the face: for heads that turn, tilt and move.
+
+    :func:`stable_crop_box` sizes one box for the union of the clip's faces; when the head moves
+    a lot that box grows past the frame (black borders) and the face shrinks in it. Here the
+    side is ``crop_scale`` times a robust face size (the median over frames of the face extent,
+    so the face keeps its size in every crop of the clip), and each frame's centre follows the
+    face's bounding-box centre smoothed over time (a Gaussian of ``smoothing`` frames, so the
+    crop glides rather than jitters), lifted by ``lift`` of the median face height. Where the
+    box fits in the frame it is moved inside it rather than padded.
+
+    Args:
+        landmarks: ``(T, 68, >=2)`` source-frame pixels.
+        size: output side in pixels.
+        crop_scale: box side / median face extent.
+        lift: upward shift of the centre, as a fraction of the median face height.
+        smoothing: standard deviation of the temporal Gaussian, in frames (0: none).
+        frame_size: ``(height, width)`` of the source frames; ``None``: no clamping.
+
+    Returns:
+        :class:`CropTrack` with ``T`` boxes.
+    """
+    xy = np.asarray(landmarks, dtype=np.float64)[..., :2]
+    low, high = xy.min(1), xy.max(1)  # (T, 2)
+    extent = (high - low).max(1)  # (T,)
+    side = max(8.0, crop_scale * float(np.median(extent)))
+    centre = _gaussian_smooth((low + high) / 2.0, smoothing)  # (T, 2)
+    centre[:, 1] -= lift * float(np.median(high[:, 1] - low[:, 1]))
+    x0, y0 = centre[:, 0] - side / 2.0, centre[:, 1] - side / 2.0
+    if frame_size is not None:
+        height, width = frame_size
+        if side <= width:
+            x0 = np.clip(x0, 0.0, width - side)
+        if side <= height:
+            y0 = np.clip(y0, 0.0, height - side)
+    return CropTrack(x0, y0, side, size)
+
+
+def crop_frames_tracked(frames: np.ndarray, track: CropTrack) -> np.ndarray:
+    """Cut each frame's box of ``track`` out (sub-pixel, black outside the frame) and resize it.
+
+    Consistent with :func:`crop_frames` (equal to it for integer boxes when enlarging): crop
+    pixel ``d`` samples source position ``x0 + (d + 0.5) / scale`` (continuous coordinates).
+    When shrinking, each frame is first reduced by area averaging (no aliasing), then sampled
+    bilinearly.
+
+    Args:
+        frames: uint8 ``(t, H, W, 3)``.
+        track: ``t`` boxes (:meth:`CropTrack.frames`).
+
+    Returns:
+        uint8 ``(t, size, size, 3)``.
+    """
+    if len(track) != len(frames):
+        raise ValueError(f"{len(frames)} frames but {len(track)} crop boxes")
+    _, height, width, _ = frames.shape
+    scale = track.scale
+    out = np.empty((len(frames), track.size, track.size, 3), dtype=np.uint8)
+    for t, frame in enumerate(frames):
+        fx = fy = 1.0
+        if scale < 1.0:  # shrink by area first: bilinear sampling alone would alias
+            reduced = (max(1, round(width * scale)), max(1, round(height * scale)))
+            frame = cv2.resize(frame, reduced, interpolation=cv2.INTER_AREA)
+            fx, fy = reduced[0] / width, reduced[1] / height
+        # Inverse map: crop pixel d -> (reduced) source pixel index.
+        matrix = np.array(
+            [
+                [fx / scale, 0.0, (track.x0[t] + 0.5 / scale) * fx - 0.5],
+                [0.0, fy / scale, (track.y0[t] + 0.5 / scale) * fy - 0.5],
+            ]
+        )
+        out[t] = cv2.warpAffine(frame, matrix, (track.size, track.size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    return out
+
+
+def crop_padding(box: CropBox | CropTrack, frame_size: tuple[int, int]) -> np.ndarray:
+    """Fraction of each crop's area that lies outside a ``(height, width)`` frame ``(T,)`` (``(1,)``
+    for a :class:`CropBox`): zero when the crop is all image, no black border."""
+    height, width = frame_size
+    if isinstance(box, CropBox):
+        x0, y0, side = np.array([box.x0], float), np.array([box.y0], float), float(box.side)
+    else:
+        x0, y0, side = box.x0, box.y0, box.side
+    inside_x = np.clip(np.minimum(x0 + side, width) - np.maximum(x0, 0.0), 0.0, None)
+    inside_y = np.clip(np.minimum(y0 + side, height) - np.maximum(y0, 0.0), 0.0, None)
+    return 1.0 - inside_x * inside_y / side**2
+
+
+def landmarks_to_crop(landmarks: np.ndarray, box: CropBox | CropTrack) -> np.ndarray:
+    """Source-frame landmarks ``(T, 68, 3)`` (or ``(..., 68, 3)`` for a :class:`CropBox`) -> crop
+    pixels (z scaled like x and y); a :class:`CropTrack` moves frame ``t`` by its own box."""
     out = landmarks.astype(np.float64).copy()
-    out[..., 0] -= box.x0
-    out[..., 1] -= box.y0
+    if isinstance(box, CropTrack):
+        if len(out) != len(box):
+            raise ValueError(f"{len(out)} frames of landmarks but {len(box)} crop boxes")
+        out[..., 0] -= box.x0[:, None]
+        out[..., 1] -= box.y0[:, None]
+    else:
+        out[..., 0] -= box.x0
+        out[..., 1] -= box.y0
     return (out * box.scale).astype(np.float32)
 
 

@@ -1,7 +1,8 @@
 """Raw MEAD -> feature cache: the resumable, batched, failure-tolerant preprocessing run.
 
 Per clip (see :func:`process_clip`): audio at 16 kHz mono; 3D landmarks from the backend (short
-face gaps interpolated); one stable square crop for the clip; frames cropped and resized;
+face gaps interpolated); one stable square crop for the clip (or, with ``crop="track"``, for
+heads that move a lot, a crop of fixed side per frame that follows the face); frames cropped and resized;
 head pose by Umeyama alignment to the mean face and normalized landmarks; gaze per eye from the
 cropped image; MFCC + log-filterbank audio features at 100 Hz; video and audio reconciled to the
 shorter. The result is one ``clips/<actor>/<emotion>/level_<k>/<nnn>.npz`` (written atomically)
@@ -30,14 +31,19 @@ from emoface.io.arrays import save_npz
 from emoface.preprocessing import manifest as mf
 from emoface.preprocessing.backends import BACKENDS, Backend, default_backend, make_backend
 from emoface.preprocessing.features import (
+    CROP_MODES,
     ClipFailure,
+    CropBox,
+    CropTrack,
     audio_features,
     crop_frames,
+    crop_frames_tracked,
     estimate_pose,
     fill_gaps,
     landmarks_to_crop,
     rows_per_frame,
     stable_crop_box,
+    tracking_crop_boxes,
 )
 from emoface.preprocessing.gaze import estimate_gaze
 from emoface.preprocessing.layout import ClipSpec, Problem, scan_mead
@@ -59,7 +65,12 @@ class PreprocessOptions:
         fps: video rate after resampling (25).
         size: crop side in pixels (256).
         sample_rate: audio rate (16000).
-        crop_scale: crop side / largest face extent over the clip.
+        crop_scale: crop side / largest face extent over the clip (``crop="track"``: / the
+            median face extent).
+        crop: ``clip`` (one box per clip, sized for the union of its faces: MEAD's seated
+            actors), ``track`` (per frame, one side per clip, following the smoothed face centre:
+            heads that turn and move, such as a free-motion mini-MEAD) or ``auto`` (resolved by
+            :func:`preprocess`: ``track`` for a free-motion mini-MEAD tree, else ``clip``).
         min_frames: shorter clips fail ("too short").
         max_gap: longest run of face-less frames that is interpolated.
         max_missing: largest fraction of face-less frames.
@@ -73,6 +84,7 @@ class PreprocessOptions:
     size: int = 256
     sample_rate: int = 16000
     crop_scale: float = 1.6
+    crop: str = "auto"
     min_frames: int = 10
     max_gap: int = 12
     max_missing: float = 0.25
@@ -86,8 +98,13 @@ class PreprocessOptions:
     )
 
     def cache_config(self) -> dict[str, object]:
+        """The settings ``cache.json`` records: :attr:`cache_keys`, and ``crop`` unless it is
+        ``clip`` (so caches made before the option keep their settings and stay valid)."""
         values = asdict(self)
-        return {"format": CACHE_FORMAT, **{key: values[key] for key in self.cache_keys}}
+        config: dict[str, object] = {"format": CACHE_FORMAT, **{key: values[key] for key in self.cache_keys}}
+        if self.crop != "clip":
+            config["crop"] = self.crop
+        return config
 
 
 @dataclass
@@ -139,12 +156,39 @@ def _base_row(clip: ClipSpec, options: PreprocessOptions, raw_root: Path | None)
     }
 
 
-def _decode_and_crop(clip: ClipSpec, options: PreprocessOptions, box) -> np.ndarray:
-    crops = [crop_frames(chunk, box) for chunk in iter_video_chunks(clip.video, fps=options.fps,
-                                                                     chunk_size=options.chunk_size)]  # fmt: skip
-    if not crops:
+TRACK_SMOOTHING_SECONDS = 0.2
+"""Standard deviation of the temporal smoothing of the ``track`` crop's centre."""
+
+
+def _decode_and_crop(
+    clip: ClipSpec, options: PreprocessOptions, landmarks: np.ndarray
+) -> tuple[np.ndarray, CropBox | CropTrack]:
+    """Decode the clip's video and crop it as ``options.crop`` says.
+
+    Args:
+        landmarks: ``(T, 68, 3)`` source pixels, gaps filled.
+
+    Returns:
+        ``(crops (N, size, size, 3) uint8, the box or boxes)``.
+    """
+    if options.crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {CROP_MODES} here (auto is resolved by preprocess()), got {options.crop!r}")
+    box: CropBox | CropTrack | None = None
+    if options.crop == "clip":
+        box = stable_crop_box(landmarks, options.size, options.crop_scale)
+    crops, done = [], 0
+    for chunk in iter_video_chunks(clip.video, fps=options.fps, chunk_size=options.chunk_size):
+        if box is None:  # track: the frame size is known at the first chunk
+            box = tracking_crop_boxes(landmarks, options.size, options.crop_scale,
+                                      smoothing=TRACK_SMOOTHING_SECONDS * options.fps, frame_size=chunk.shape[1:3])  # fmt: skip
+        if isinstance(box, CropTrack):
+            crops.append(crop_frames_tracked(chunk, box.frames(done, done + len(chunk))))
+        else:
+            crops.append(crop_frames(chunk, box))
+        done += len(chunk)
+    if not crops or box is None:
         raise ClipFailure("video: no frames decoded")
-    return np.concatenate(crops)
+    return np.concatenate(crops), box
 
 
 def extract_clip(
@@ -176,8 +220,7 @@ def extract_clip(
         else:
             raw_landmarks, found = backend.landmarks(clip)
         landmarks = fill_gaps(raw_landmarks, found, options.max_gap, options.max_missing)
-        box = stable_crop_box(landmarks, options.size, options.crop_scale)
-        crops = _decode_and_crop(clip, options, box)
+        crops, box = _decode_and_crop(clip, options, landmarks)
     except MediaError as error:
         raise ClipFailure(f"video: {error.reason}") from error
 
@@ -189,6 +232,8 @@ def extract_clip(
     crops, landmarks, found = crops[:num], landmarks[:num], found[:num]
     wave = wave[: round(num * samples_per_frame)]
 
+    if isinstance(box, CropTrack):
+        box = box.frames(0, num)
     crop_landmarks = landmarks_to_crop(landmarks, box)
     pose = estimate_pose(crop_landmarks)
     gaze = estimate_gaze(crops, crop_landmarks, pose["rotation"], pose["translation"], pose["scale"])
@@ -310,7 +355,8 @@ def _prepare_cache(cache_dir: Path, raw_root: Path, options: PreprocessOptions) 
         wanted["source"] = {"dataset": "MEAD"}
     existing = mf.read_config(cache_dir)
     if existing:
-        different = {k: (existing.get(k), v) for k, v in wanted.items() if k != "source" and existing.get(k) != v}
+        keys = (set(wanted) | set(existing)) - {"source"}
+        different = {k: (existing.get(k), wanted.get(k)) for k in sorted(keys) if existing.get(k) != wanted.get(k)}
         if different:
             details = ", ".join(f"{k}: cache has {old!r}, asked {new!r}" for k, (old, new) in different.items())
             raise ValueError(f"{cache_dir} was made with other settings ({details}); use another --out")
@@ -318,6 +364,16 @@ def _prepare_cache(cache_dir: Path, raw_root: Path, options: PreprocessOptions) 
         mf.write_text_atomic(cache_dir / mf.CONFIG, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
     for partial in cache_dir.rglob(".*.partial"):
         partial.unlink(missing_ok=True)
+
+
+def default_crop(raw_root: str | os.PathLike) -> str:
+    """``track`` for a free-motion mini-MEAD tree (its ``mini_mead.json`` says so), else ``clip``."""
+    meta_file = Path(raw_root) / "mini_mead.json"
+    if meta_file.is_file():
+        config = json.loads(meta_file.read_text()).get("config", {})
+        if isinstance(config, dict) and config.get("free_motion"):
+            return "track"
+    return "clip"
 
 
 def preprocess(
@@ -359,6 +415,10 @@ def preprocess(
         raise ValueError(f"unknown backend {options.backend!r}; expected one of {', '.join(BACKENDS)}")
     rows_per_frame(options.fps)
     raw = Path(raw_root).resolve()
+    if options.crop == "auto":
+        options = replace(options, crop=default_crop(raw))
+    if options.crop not in CROP_MODES:
+        raise ValueError(f"unknown crop {options.crop!r}; expected auto or one of {', '.join(CROP_MODES)}")
     cache = Path(cache_dir).resolve()
     clips, problems = scan_mead(raw, actors=actors, emotions=emotions, levels=levels)
     _prepare_cache(cache, raw, options)
