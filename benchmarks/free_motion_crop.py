@@ -6,13 +6,17 @@
 For every clip it places both crops of preprocessing on the generator's landmarks (the groundtruth
 backend's input, so the figures are those of the cache): ``clip`` (one box of 1.6 x the union of
 the clip's face extents, today's default) and ``track`` (one side of 1.6 x the median face
-extent, the centre following the smoothed face), and reports per crop:
+extent, the centre following the face smoothed over ``PreprocessOptions.crop_smoothing``), and
+reports per crop:
 
 * ``padded clips``: clips with a crop past the frame's edge in any frame (black borders), and the
   mean share of the crop that is border on those frames;
 * ``face cut``: frames with a landmark outside the crop;
 * ``face px``: mean face extent (the landmarks' larger side) in crop pixels; ``cv in clip``: its
-  std / mean over a clip's frames, averaged over clips; ``cv all``: over all frames of all clips.
+  std / mean over a clip's frames, averaged over clips; ``cv all``: over all frames of all clips;
+* ``centre sd``: how much the face moves in the crop (standard deviation over a clip's frames of
+  its bounding-box centre, crop pixels, x and y pooled, averaged over clips): the translation
+  the crop leaves for a renderer to model.
 
 Rows: the free-motion tree (head drawn at ``FREE_HEAD_SCALE`` of the frame); the same motion with
 the head at the default mini-MEAD size in a frame of the crop's size (as the issue-25 probe had it,
@@ -43,15 +47,15 @@ def clip_landmarks(root: Path) -> tuple[list[np.ndarray], int]:
 def crop_stats(clips: list[np.ndarray], frame: int, size: int, mode: str, fps: int = 25) -> dict[str, float]:
     """Figures of one crop ``mode`` (``clip`` or ``track``) over ``clips`` in ``frame`` x ``frame`` frames."""
     from emoface.preprocessing.features import crop_padding, landmarks_to_crop, stable_crop_box, tracking_crop_boxes
-    from emoface.preprocessing.pipeline import TRACK_SMOOTHING_SECONDS
+    from emoface.preprocessing.pipeline import PreprocessOptions
 
-    padded_clips, border, cut, within, extents = [], [], [], [], []
+    padded_clips, border, cut, within, extents, centre_sd = [], [], [], [], [], []
     for landmarks in clips:
         if mode == "clip":
             box = stable_crop_box(landmarks, size)
             padding = np.repeat(crop_padding(box, (frame, frame)), len(landmarks))
         else:
-            box = tracking_crop_boxes(landmarks, size, smoothing=TRACK_SMOOTHING_SECONDS * fps, frame_size=(frame, frame))
+            box = tracking_crop_boxes(landmarks, size, smoothing=PreprocessOptions().crop_smoothing * fps, frame_size=(frame, frame))
             padding = crop_padding(box, (frame, frame))
         crop = landmarks_to_crop(landmarks, box)[..., :2]
         padded_clips.append(bool((padding > 1e-9).any()))
@@ -60,6 +64,7 @@ def crop_stats(clips: list[np.ndarray], frame: int, size: int, mode: str, fps: i
         extent = (crop.max(1) - crop.min(1)).max(1)  # (T,)
         within.append(extent.std() / extent.mean())
         extents.append(extent)
+        centre_sd.append(float(((crop.max(1) + crop.min(1)) / 2).std(0).mean()))
     every = np.concatenate(extents)
     return {
         "padded_clips": float(np.mean(padded_clips)),
@@ -68,6 +73,7 @@ def crop_stats(clips: list[np.ndarray], frame: int, size: int, mode: str, fps: i
         "face_px": float(every.mean()),
         "cv_in_clip": float(np.mean(within)),
         "cv_all": float(every.std() / every.mean()),
+        "centre_sd": float(np.mean(centre_sd)),
     }
 
 
@@ -83,11 +89,11 @@ def probe_geometry(clips: list[np.ndarray], frame: int, size: int) -> list[np.nd
 
 
 def table(rows: list[tuple[str, str, dict[str, float]]]) -> str:
-    head = f"{'data':<44} {'crop':<6} {'padded clips':>12} {'border':>7} {'face cut':>9} {'face px':>8} {'cv in clip':>10} {'cv all':>7}"
+    head = f"{'data':<44} {'crop':<6} {'padded clips':>12} {'border':>7} {'face cut':>9} {'face px':>8} {'cv in clip':>10} {'cv all':>7} {'centre sd':>9}"
     lines = [head, "-" * len(head)]
     for data, mode, s in rows:
         lines.append(f"{data:<44} {mode:<6} {s['padded_clips']:>12.1%} {s['border_share']:>7.1%} {s['face_cut_frames']:>9.1%} "
-                     f"{s['face_px']:>8.1f} {s['cv_in_clip']:>10.3f} {s['cv_all']:>7.3f}")  # fmt: skip
+                     f"{s['face_px']:>8.1f} {s['cv_in_clip']:>10.3f} {s['cv_all']:>7.3f} {s['centre_sd']:>9.2f}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -155,7 +155,7 @@ def test_the_tracking_crop_keeps_the_moving_face_whole_and_steady(free_motion_tr
     cache = tmp_path / "cache"
     summary = preprocess(free_motion_tree, cache, PreprocessOptions(backend="groundtruth", size=64), progress=False)
     assert summary.failed == 0 and summary.ok_total == 44
-    assert read_config(cache)["crop"] == "track"  # auto: a free-motion tree is tracked
+    assert read_config(cache)["crop"] == "track" and read_config(cache)["crop_smoothing"] == 1.0  # auto: tracked
     steadiness, sizes = [], []
     for row in read_manifest(cache, status="ok"):
         clip = ClipFile(cache / row["file"])
@@ -164,7 +164,7 @@ def test_the_tracking_crop_keeps_the_moving_face_whole_and_steady(free_motion_tr
         assert boxes.shape == (num, 4) and np.all(boxes[:, 2] == boxes[0, 2])  # one side per clip
         track = CropTrack(boxes[:, 0].astype(float), boxes[:, 1].astype(float), float(boxes[0, 2]), 64)
         assert crop_padding(track, (86, 86)).max() == 0.0  # never past the frame's edge: no black border
-        assert landmarks[..., :2].min() > 1.0 and landmarks[..., :2].max() < 63.0  # the face is whole in every frame
+        assert landmarks[..., :2].min() >= 0.0 and landmarks[..., :2].max() < 64.0  # the face is whole in every frame
         truth = load_npz(free_motion_tree / row["source"].replace("/video/front/", "/groundtruth/").replace(".mp4", ".npz"))
         np.testing.assert_allclose(landmarks[..., 0], (truth["landmarks"][:num, :, 0] - boxes[:, :1]) * 64 / boxes[:, 2:3], atol=1e-3)
         extent = _face_extent(landmarks)
@@ -180,10 +180,14 @@ def test_crop_option_is_checked_and_recorded(free_motion_tree: Path, tmp_path: P
     with pytest.raises(ValueError, match="crop"):
         preprocess(free_motion_tree, tmp_path / "a", PreprocessOptions(backend="groundtruth", size=32, crop="union"),
                    progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="crop_smoothing"):
+        preprocess(free_motion_tree, tmp_path / "a", PreprocessOptions(backend="groundtruth", size=32, crop_smoothing=-1),
+                   progress=False)  # fmt: skip
     cache = tmp_path / "b"
-    preprocess(free_motion_tree, cache, PreprocessOptions(backend="groundtruth", size=32, crop="clip"), actors=["M005"],
-               emotions=["neutral"], progress=False)  # fmt: skip
-    assert "crop" not in read_config(cache)  # as caches made before the option
+    assert main(["preprocess", "--root", str(free_motion_tree), "--out", str(cache), "--backend", "groundtruth", "--size", "32",
+                 "--crop", "clip", "--actors", "M005", "--emotions", "neutral", "--no-progress"]) == 0  # fmt: skip
+    assert "crop" not in read_config(cache) and "crop_smoothing" not in read_config(cache)  # as caches made before
+    assert np.asarray(ClipFile(next(cache.rglob("*.npz")))["crop_box"]).shape == (4,)  # the one box of the clip crop
     with pytest.raises(ValueError, match="other settings"):
         preprocess(free_motion_tree, cache, PreprocessOptions(backend="groundtruth", size=32, crop="track"),
                    actors=["M005"], emotions=["neutral"], progress=False)  # fmt: skip
@@ -200,7 +204,7 @@ def test_with_the_head_at_the_default_size_the_union_crop_pads_and_the_tracking_
         landmarks = load_npz(sidecar)["landmarks"].astype(np.float64)
         landmarks = (landmarks - np.array([43.0, 0.47 * 86, 0.0])) * ratio + np.array([32.0, 0.47 * 64, 0.0])  # as drawn at 64 px
         union = stable_crop_box(landmarks, 64)
-        track = tracking_crop_boxes(landmarks, 64, smoothing=5.0, frame_size=(64, 64))
+        track = tracking_crop_boxes(landmarks, 64, smoothing=PreprocessOptions().crop_smoothing * 25, frame_size=(64, 64))
         union_padded.append(crop_padding(union, (64, 64))[0] > 0)
         union_border.append(crop_padding(union, (64, 64))[0])
         track_border.append(crop_padding(track, (64, 64)).mean())

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clip: one square per clip around all its faces (MEAD's seated actors); track: a square of "
                              "one side per clip whose centre follows the smoothed face, for heads that turn and move; "
                              "auto: track for a free-motion mini-MEAD (emoface mini-mead --free-motion), else clip")
+    parser.add_argument("--crop-smoothing", type=float, default=1.0,
+                        help="--crop track: seconds (Gaussian sd) over which the crop's centre is smoothed (default: 1.0)")
     parser.add_argument("--min-frames", type=int, default=10, help="shorter clips fail as too short")
     parser.add_argument("--max-gap", type=int, default=12, help="longest face-less run that is interpolated")
     parser.add_argument("--retry-failed", action="store_true", help="redo clips an earlier run recorded as failed")
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         crop_scale=args.crop_scale,
         crop=args.crop,
+        crop_smoothing=args.crop_smoothing,
         min_frames=args.min_frames,
         max_gap=args.max_gap,
         device=args.device,

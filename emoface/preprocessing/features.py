@@ -316,7 +316,8 @@ def crop_padding(box: CropBox | CropTrack, frame_size: tuple[int, int]) -> np.nd
         x0, y0, side = box.x0, box.y0, box.side
     inside_x = np.clip(np.minimum(x0 + side, width) - np.maximum(x0, 0.0), 0.0, None)
     inside_y = np.clip(np.minimum(y0 + side, height) - np.maximum(y0, 0.0), 0.0, None)
-    return 1.0 - inside_x * inside_y / side**2
+    share = 1.0 - inside_x * inside_y / side**2
+    return np.where(share < 1e-9, 0.0, share)  # a box clamped to the edge is all image, whatever the rounding
 
 
 def landmarks_to_crop(landmarks: np.ndarray, box: CropBox | CropTrack) -> np.ndarray:

@@ -71,6 +71,10 @@ class PreprocessOptions:
             actors), ``track`` (per frame, one side per clip, following the smoothed face centre:
             heads that turn and move, such as a free-motion mini-MEAD) or ``auto`` (resolved by
             :func:`preprocess`: ``track`` for a free-motion mini-MEAD tree, else ``clip``).
+        crop_smoothing: ``track`` only: standard deviation in seconds of the temporal Gaussian
+            that smooths the crop's centre. 1 s keeps most of a talking head's translation in
+            the crops (motion a renderer must model) while following slow drift over long clips;
+            0.2 s centres the face in nearly every frame.
         min_frames: shorter clips fail ("too short").
         max_gap: longest run of face-less frames that is interpolated.
         max_missing: largest fraction of face-less frames.
@@ -85,6 +89,7 @@ class PreprocessOptions:
     sample_rate: int = 16000
     crop_scale: float = 1.6
     crop: str = "auto"
+    crop_smoothing: float = 1.0
     min_frames: int = 10
     max_gap: int = 12
     max_missing: float = 0.25
@@ -98,12 +103,14 @@ class PreprocessOptions:
     )
 
     def cache_config(self) -> dict[str, object]:
-        """The settings ``cache.json`` records: :attr:`cache_keys`, and ``crop`` unless it is
-        ``clip`` (so caches made before the option keep their settings and stay valid)."""
+        """The settings ``cache.json`` records: :attr:`cache_keys`, and ``crop`` (with
+        ``crop_smoothing``) unless it is ``clip`` (so caches made before the option keep their
+        settings and stay valid)."""
         values = asdict(self)
         config: dict[str, object] = {"format": CACHE_FORMAT, **{key: values[key] for key in self.cache_keys}}
         if self.crop != "clip":
             config["crop"] = self.crop
+            config["crop_smoothing"] = self.crop_smoothing
         return config
 
 
@@ -156,10 +163,6 @@ def _base_row(clip: ClipSpec, options: PreprocessOptions, raw_root: Path | None)
     }
 
 
-TRACK_SMOOTHING_SECONDS = 0.2
-"""Standard deviation of the temporal smoothing of the ``track`` crop's centre."""
-
-
 def _decode_and_crop(
     clip: ClipSpec, options: PreprocessOptions, landmarks: np.ndarray
 ) -> tuple[np.ndarray, CropBox | CropTrack]:
@@ -180,7 +183,7 @@ def _decode_and_crop(
     for chunk in iter_video_chunks(clip.video, fps=options.fps, chunk_size=options.chunk_size):
         if box is None:  # track: the frame size is known at the first chunk
             box = tracking_crop_boxes(landmarks, options.size, options.crop_scale,
-                                      smoothing=TRACK_SMOOTHING_SECONDS * options.fps, frame_size=chunk.shape[1:3])  # fmt: skip
+                                      smoothing=options.crop_smoothing * options.fps, frame_size=chunk.shape[1:3])  # fmt: skip
         if isinstance(box, CropTrack):
             crops.append(crop_frames_tracked(chunk, box.frames(done, done + len(chunk))))
         else:
@@ -419,6 +422,8 @@ def preprocess(
         options = replace(options, crop=default_crop(raw))
     if options.crop not in CROP_MODES:
         raise ValueError(f"unknown crop {options.crop!r}; expected auto or one of {', '.join(CROP_MODES)}")
+    if options.crop_smoothing < 0:
+        raise ValueError(f"crop_smoothing must be >= 0 seconds, got {options.crop_smoothing}")
     cache = Path(cache_dir).resolve()
     clips, problems = scan_mead(raw, actors=actors, emotions=emotions, levels=levels)
     _prepare_cache(cache, raw, options)
