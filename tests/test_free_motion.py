@@ -113,6 +113,7 @@ def test_free_motion_has_its_own_cache_key(tmp_path: Path, monkeypatch: pytest.M
     assert default.cache_dir == tmp_path / "mini-mead" / f"v{mm.GENERATOR_VERSION}-s24-c1-t2-64" / "cache"  # as before
     assert free.raw_root != default.raw_root and free.cache_dir.parent != default.cache_dir.parent
     assert free.cache_dir.name == "cache-track" and free._crop() == "track" and free._frame_size() == 86
+    assert free.cache_dir.parent.name.endswith(f"-free{mm.FREE_MOTION_VERSION}")  # a changed motion is never reused
     clip_crop = MEADDataModule(mini_mead_speakers=24, mini_mead_clips=1, size=64, mini_mead_free_motion=True, crop="clip")
     assert clip_crop.raw_root == free.raw_root and clip_crop.cache_dir != free.cache_dir
     with pytest.raises(ValueError, match="crop"):
@@ -151,7 +152,8 @@ def _face_extent(landmarks: np.ndarray) -> np.ndarray:
 
 
 def test_the_tracking_crop_keeps_the_moving_face_whole_and_steady(free_motion_tree: Path, tmp_path: Path) -> None:
-    assert json.loads((free_motion_tree / "mini_mead.json").read_text())["config"]["free_motion"] is True
+    meta = json.loads((free_motion_tree / "mini_mead.json").read_text())
+    assert meta["config"]["free_motion"] is True and meta["free_motion_version"] == mm.FREE_MOTION_VERSION
     cache = tmp_path / "cache"
     summary = preprocess(free_motion_tree, cache, PreprocessOptions(backend="groundtruth", size=64), progress=False)
     assert summary.failed == 0 and summary.ok_total == 44

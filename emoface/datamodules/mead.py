@@ -148,14 +148,14 @@ class MEADDataModule(LightningDataModule):
             suffix = "" if crop == "auto" else f"-{crop}"
             self.cache_dir = user_cache_root() / "preprocessed" / f"{self.raw_root.name}-{digest}-{size}{suffix}"
         else:
-            from emoface.datamodules.mini_mead import GENERATOR_VERSION
+            from emoface.datamodules.mini_mead import FREE_MOTION_VERSION, GENERATOR_VERSION
 
             # The generator version is in the key: a cache made by an older generator is never reused.
             tag = f"v{GENERATOR_VERSION}-s{mini_mead_speakers}-c{mini_mead_clips}-t{mini_mead_seconds:g}-{size}"
             self._build_mini_mead = True
             cache_name = "cache" if self._crop() == "clip" and not mini_mead_free_motion else f"cache-{self._crop()}"
             if mini_mead_free_motion:  # another tree (and a cache named by its crop)
-                tag = f"{tag}-free"
+                tag = f"{tag}-free{FREE_MOTION_VERSION}"
             self.raw_root = user_cache_root() / "mini-mead" / tag / "raw"
             self.cache_dir = user_cache_root() / "mini-mead" / tag / cache_name
         self.splits: dict[str, list[ClipEntry]] = {}

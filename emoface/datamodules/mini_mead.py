@@ -18,7 +18,10 @@ by construction:
 * gaze holds fixations and jumps between them by 2-frame saccades; fixation length, and so the
   saccade rate, depends on the emotion (fear darts, anger and sadness stare; :func:`gaze_track`);
 * the eyes blink at an emotion-dependent rate (lids close over ~5 frames; :func:`blink_track`);
-* identity (face shape, skin tone, iris colour, voice pitch) varies by actor.
+* identity (face shape, skin tone, iris colour, voice pitch) varies by actor;
+* optionally (``free_motion``), free head motion as in VoxCeleb-like free talking on top of all
+  this: the head turns, tilts, moves and zooms along smooth random per-clip trajectories
+  (:func:`free_head_motion`), drawn smaller in the frame to leave it room.
 
 Audio is synthetic voiced speech (a glottal harmonic series shaped by per-syllable formants,
 emotion-dependent pitch and energy) at 16 kHz. Frames are shaded renderings (skin, brows,
@@ -58,6 +61,9 @@ SAMPLE_RATE = 16000
 GENERATOR_VERSION = 2
 """Bumped whenever generated content changes (2: prosody-driven head motion, emotion-dependent
 saccade rates, blinks); recorded in ``mini_mead.json`` and part of the embedded cache's key."""
+FREE_MOTION_VERSION = 1
+"""Version of the free head motion (:func:`free_head_motion`); bumped whenever it changes what a
+free-motion tree holds. Recorded in its ``mini_mead.json`` and part of its embedded cache's key."""
 LEVEL_INTENSITY = {1: 0.45, 2: 0.75, 3: 1.0}
 """Expression, pose and gaze offsets are scaled by this factor per MEAD intensity level."""
 
@@ -839,6 +845,7 @@ def make_mini_mead(
     meta = {
         "dataset": "mini-MEAD",
         "generator_version": GENERATOR_VERSION,
+        **({"free_motion_version": FREE_MOTION_VERSION} if free_motion else {}),
         "config": config.record(),
         "actors": actors,
         "split": speaker_split(actors),
