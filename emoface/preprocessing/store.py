@@ -15,6 +15,7 @@ Why this format (see docs/data_format.md, "Feature cache"):
 
 from __future__ import annotations
 
+import mmap
 import os
 import zipfile
 from collections import OrderedDict
@@ -63,9 +64,16 @@ def decode_frames(blob: np.ndarray, offsets: np.ndarray, start: int, stop: int) 
 
 
 def _member_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Memory-map every stored member of an uncompressed ``.npz``; deflated members are loaded."""
+    """Memory-map every stored member of an uncompressed ``.npz``; deflated members are loaded.
+
+    The file is mapped once and every member is a read-only view of that one map: a map holds a file
+    descriptor while it lives (one per ``np.memmap``), and with one map per member the open clips of
+    a few data modules (the stage-1 benchmark keeps every trained run's) exhausted the process's
+    descriptors ("Too many open files").
+    """
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+        mapped: mmap.mmap | None = None
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
             if info.compress_type != zipfile.ZIP_STORED:
@@ -92,9 +100,9 @@ def _member_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 data = np.frombuffer(handle.read(count * dtype.itemsize), dtype=dtype).reshape(shape)
                 arrays[name] = data
                 continue
-            arrays[name] = np.memmap(
-                path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
-            )
+            if mapped is None:
+                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            arrays[name] = np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
     return arrays
 
 
