@@ -234,10 +234,12 @@ def evaluate(
         energy = MF.speech_energy(batch["audio"], batch["scale"].shape[1])
         for name, runs in models.items():
             statistics, frechet, correlation = motion[name]
-            for system, seed in product(runs, range(motion_seeds if runs[0].stochastic else 1)):
+            for (run, system), seed in product(enumerate(runs), range(motion_seeds if runs[0].stochastic else 1)):
                 out = system.generate(batch, seed=seed)  # stochastic: seeded per clip and start
                 for key, value in system.evaluate(out, batch).items():
                     rows[name][key].append(value)
+                    if key == "m_lmd":  # each run's own figure too: the spread between training runs
+                        rows[name][f"m_lmd/run{run}"].append(value)
                 euler = matrix_to_euler(out.rotation)
                 statistics.update(euler, out.gaze, batch["euler"], batch["gaze"], batch["emotion"])
                 frechet.update(euler, out.gaze, batch["euler"], batch["gaze"])
@@ -374,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nS2L motion table (generated / real within-clip std per cue, and mean velocity over cues, per emotion and "
           "averaged over emotions; motion FD in deg^2; head-speed / speech-energy correlation)")
     print(motion_table(results))
+    print("\nM-LMD of each training run (the spread the pooled rows average over)")
+    for name in ("S2L", "S2L, deterministic", "S2L, no emotion loss"):
+        if name in results:
+            runs = sorted(key for key in results[name] if key.startswith("m_lmd/run"))
+            print(f"  {name:<24}" + " ".join(f"{results[name][key]:.3f}" for key in runs))
     checks = criteria(results)
     print()
     for text, ok in checks:
