@@ -72,9 +72,12 @@ def test_fit_logs_losses_metrics_and_image_grid_and_exports(in_tmp: Path) -> Non
     logged = {k for row in rows for k, v in row.items() if v}
     for key in ("train/loss", "train/perceptual", "train/equivariance", "train/keypoint_prior", "train/head_pose",
                 "train/head_pose_bins", "train/expression", "train/gan", "train/feature_matching", "train/discriminator", "val/psnr",
-                "val/ssim", "val/psnr_source", "val/ssim_source", "val/yaw_error", "val/pitch_error"):  # fmt: skip
+                "val/ssim", "val/psnr_source", "val/ssim_source", "val/psnr_held", "val/background_weight",
+                "val/yaw_error", "val/pitch_error"):  # fmt: skip
         assert key in logged, key
     psnr = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
+    background = [float(r["val/background_weight"]) for r in rows if r.get("val/background_weight")]
+    assert background and all(0 < value < 1 for value in background)  # a softmax weight
     assert all(0 < value < 100 for value in psnr)  # finite: the source frame itself is not scored
     grids = sorted(root.rglob("figures/val_source_driving_prediction_epoch*.png"))
     # One grid per validation (2 epochs of 2 batches; with a discriminator each batch steps both

@@ -31,6 +31,9 @@ driving frame. Losses (each weight configurable, defaults those of the public vo
 Validation reconstructs every frame of a window from its clip's **first** frame (the
 ``source_frame`` of evaluation batches; that frame itself is left out of the scores) and logs ``val/psnr``, ``val/ssim`` (and ``val/lpips`` with
 ``val_lpips``), the same for the "source frame repeated" baseline (``val/psnr_source`` ...), the
+PSNR of the renderer driven by the source's own keypoints held still (``val/psnr_held``: equal to
+``val/psnr`` when the warp ignores the keypoints), the mean softmax weight of the dense motion's
+"no motion" candidate (``val/background_weight``: near 1 when the warp has collapsed), the
 estimator's angle errors against preprocessing (``val/yaw_error`` ...), and, every
 ``image_log_every_n_epochs``, a grid of source | driving | prediction images.
 """
@@ -162,9 +165,13 @@ class FaceRenderer(LightningModule):
         # weights), and rebuilding a trained system for inference needs no VGG19 file.
         self._frozen: dict[str, nn.Module] = {}
         self.pyramid = ImagePyramid(scales)
+        # "_source": the source frame repeated; "_held": the renderer driven by the source's own
+        # keypoints held still. A renderer whose warp ignores the keypoints scores the same driven
+        # and held still (the collapse this makes visible in every run).
         self.metrics = nn.ModuleDict(
             {f"{what}{suffix}": cls() for what, cls in (("psnr", PSNR), ("ssim", SSIM)) for suffix in ("", "_source")}
         )
+        self.metrics["psnr_held"] = PSNR()
         if val_lpips:
             for suffix in ("", "_source"):
                 self.metrics[f"lpips{suffix}"] = LPIPS(backbone_weights=lpips_backbone_weights)
@@ -381,19 +388,25 @@ class FaceRenderer(LightningModule):
         prediction = out["prediction"].clamp(0, 1).view(b, t, *driving.shape[1:])
         target = driving.view(b, t, *driving.shape[1:])
         repeated = source.view(b, t, *driving.shape[1:])
+        kp_source = {"value": out["kp_source"]}
+        held = self.generator(source, kp_driving=kp_source, kp_source=kp_source)["prediction"]
+        videos = {"": prediction, "_source": repeated, "_held": held.clamp(0, 1).view_as(prediction)}
         # The source frame itself, when inside the window, is left out: the baseline would be perfect.
         index = batch["start"].view(b, 1) + torch.arange(t, device=frames.device)
         keep = index != batch["source_index"].view(b, 1)
         for k in range(b):
             if keep[k].any():
                 for name, metric in self.metrics.items():
-                    video = repeated if name.endswith("_source") else prediction
+                    video = videos[name[name.find("_"):] if "_" in name else ""]
                     metric.update(video[k, keep[k]].unsqueeze(0), target[k, keep[k]].unsqueeze(0))
         he = out["he_driving"]
         errors = torch.stack([(he[f"{n}_deg"] - euler[:, k] * (math.pi / FACE_VID2VID_PI)).abs()
                               for k, n in enumerate(ANGLES)], -1)  # fmt: skip
         self._angle_errors.append(errors.detach())
         self.log(f"{stage}/loss_l1", (prediction - target).abs().mean(), batch_size=b, sync_dist=True)
+        # Mean softmax weight of the dense motion's identity ("no motion") candidate: near 1, the
+        # warp has collapsed and the keypoints no longer move anything.
+        self.log(f"{stage}/background_weight", out["mask"][:, 0].mean(), batch_size=b, sync_dist=True)
         if stage == "val" and len(self._grid_rows) < self.hparams.image_log_count:
             middle = t // 2  # one driving frame of the window per row
             for k in range(min(b, self.hparams.image_log_count - len(self._grid_rows))):
