@@ -228,3 +228,45 @@ class FinalCheckpoint(Callback):
         if trainer.fast_dev_run:  # as ModelCheckpoint: a smoke run writes no checkpoint
             return
         trainer.save_checkpoint(str(self.path))  # every rank calls it; rank 0 writes
+
+
+class CheckpointOnSigterm(Callback):
+    """On SIGTERM during ``fit``, save a resumable checkpoint where ``--ckpt_path last`` finds it.
+
+    SLURM sends SIGTERM before a job's time limit (and on preemption); Lightning then stops at the
+    end of the current batch by raising ``SIGTERMException``, a ``SystemExit`` with status 0 that
+    saves nothing. This callback saves the full training state (weights, optimizer, loops
+    mid-epoch) as ``last.ckpt`` in the first :class:`~lightning.pytorch.callbacks.ModelCheckpoint`'s
+    folder (``<default_root_dir>/checkpoints`` without one), and ``emoface fit`` then exits with
+    status 143, so a requeued job resumes with ``emoface fit ... --ckpt_path last``.
+    ``emoface fit|validate|test|predict`` add it unless the config lists one.
+
+    Attributes:
+        last_saved: the file the latest SIGTERM saved (class-wide, read by the CLI), or ``None``.
+    """
+
+    last_saved: Path | None = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        folders = [callback.dirpath for callback in trainer.checkpoint_callbacks
+                   if isinstance(callback, ModelCheckpoint) and callback.dirpath]  # fmt: skip
+        folder = Path(folders[0]) if folders else Path(trainer.default_root_dir) / "checkpoints"
+        path = folder / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        trainer.save_checkpoint(str(path))  # every rank calls it; rank 0 writes
+        CheckpointOnSigterm.last_saved = path
+
+
+class Interruption(Callback):
+    """Records a Ctrl-C: Lightning turns ``KeyboardInterrupt`` into ``SystemExit(1)`` after its
+    graceful shutdown; ``emoface`` reads :attr:`interrupted` and exits with status 130 instead."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.interrupted = self.interrupted or isinstance(exception, KeyboardInterrupt)

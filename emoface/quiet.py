@@ -33,8 +33,9 @@ HARMLESS_WARNINGS: list[tuple[str, type[Warning], str]] = [
     ),
 ]
 
-#: Prefixes of Lightning info lines that advertise other products.
-ADVERTISING_PREFIXES: tuple[str, ...] = ("💡 Tip:",)
+#: Prefixes of Lightning info lines that advertise other products, or that ``emoface`` replaces
+#: with its own one line (Ctrl-C: "emoface fit: interrupted (Ctrl-C)", exit status 130).
+ADVERTISING_PREFIXES: tuple[str, ...] = ("💡 Tip:", "Detected KeyboardInterrupt, attempting graceful shutdown")
 
 _LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
