@@ -6,6 +6,7 @@ import random
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,11 +72,13 @@ class SaveConfigToLoggers(SaveConfigCallback):
 class ProgressLines(Callback):
     """Plain progress lines of fit / validate / test / predict when no terminal is attached.
 
-    Under SLURM, ``nohup`` or CI the progress bar shows nothing until it ends; this callback
+    Under SLURM, ``nohup``, CI or Jupyter the progress bar shows nothing useful; this callback
     prints, on rank zero, a line every ``every_seconds`` (``$EMOFACE_PROGRESS_SECONDS``, default
     30) such as ``[fit] epoch 3/60, batch 40/120, step 280, 3.1 batches/s, elapsed 0:01:30,
-    train/loss=0.1234``, and one when the loop ends. ``emoface fit|validate|test|predict`` add
-    it unless the config lists one; on a terminal it stays silent (the bar shows progress).
+    ETA epoch 0:00:26, ETA total 0:19:10, train/loss=0.1234``, and one when the loop ends. The
+    ETAs count from the first batch done (start-up excluded) and include the validation time
+    seen so far. ``emoface fit|validate|test|predict`` add it unless the config lists one; on a
+    terminal it stays silent (the bar shows progress).
 
     Args:
         every_seconds: seconds between lines (``None``: ``$EMOFACE_PROGRESS_SECONDS`` or 30).
@@ -90,6 +93,7 @@ class ProgressLines(Callback):
         self._start: dict[str, float] = {}
         self._last = 0.0
         self._batches = 0
+        self._rate: Any = None
 
     def _active(self, trainer: Trainer) -> bool:
         from emoface.progress import is_terminal
@@ -99,9 +103,12 @@ class ProgressLines(Callback):
     def _begin(self, trainer: Trainer, stage: str) -> None:
         import time
 
+        from emoface.progress import RateEstimate
+
         if self._active(trainer):
             self._start[stage] = self._last = time.perf_counter()
             self._batches = 0
+            self._rate = RateEstimate(None)
 
     def _tick(self, trainer: Trainer, stage: str, batch_idx: int, total: object, final: bool = False) -> None:
         import math
@@ -113,6 +120,8 @@ class ProgressLines(Callback):
             return
         now = time.perf_counter()
         self._batches += 0 if final else 1
+        if not final:
+            self._rate.update(self._batches, now)
         if not final and now - self._last < self.every_seconds:
             return
         self._last = now
@@ -129,12 +138,38 @@ class ProgressLines(Callback):
             parts.append(f"step {trainer.global_step}{max_steps}")
         parts.append(f"{self._batches / elapsed:.2f} batches/s" if elapsed > 0 else "-- batches/s")
         parts.append(f"elapsed {format_seconds(elapsed)}")
+        if not final:
+            parts += self._etas(trainer, stage, batch_idx, total, now)
         metrics = {k: v for k, v in trainer.progress_bar_metrics.items() if isinstance(v, (int, float))}
         parts += [f"{k}={v:.4g}" for k, v in sorted(metrics.items())]
         text = ", ".join(parts)
         print(f"[{stage}] {text}{' (finished)' if final else ''}", file=sys.stderr, flush=True)
         if final:
             del self._start[stage]
+
+    def _etas(self, trainer: Trainer, stage: str, batch_idx: int, total: object, now: float) -> list[str]:
+        """``ETA epoch h:mm:ss`` (or ``ETA`` outside fit) and, in fit, ``ETA total h:mm:ss``."""
+        import math
+
+        from emoface.progress import format_seconds
+
+        def eta(batches_left: float) -> float:
+            return self._rate.remaining_seconds(self._batches, now, total=self._batches + batches_left)
+
+        known = isinstance(total, (int, float)) and math.isfinite(total)
+        left_in_loop = float(total) - (batch_idx + 1) if known else math.nan  # type: ignore[arg-type]
+        parts = []
+        if math.isfinite(eta(left_in_loop)):
+            parts.append(f"ETA {'epoch ' if stage == 'fit' else ''}{format_seconds(eta(left_in_loop))}")
+        if stage == "fit":
+            bounds = []
+            if known and trainer.max_epochs not in (None, -1):
+                bounds.append(left_in_loop + (trainer.max_epochs - trainer.current_epoch - 1) * float(total))  # type: ignore[arg-type]
+            if trainer.max_steps and trainer.max_steps > 0:
+                bounds.append((trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches)
+            if bounds and math.isfinite(eta(min(bounds))):
+                parts.append(f"ETA total {format_seconds(eta(min(bounds)))}")
+        return parts
 
     # fit (the validation inside fit shows in the fit lines' metrics)
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

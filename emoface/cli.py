@@ -255,6 +255,24 @@ def _lightning_cli_class() -> type:
                 trainer.progress_bar_callback.disable()
             return trainer
 
+        def after_fit(self) -> None:
+            self._report_outputs("fit")
+
+        def after_validate(self) -> None:
+            self._report_outputs("validate")
+
+        def after_test(self) -> None:
+            self._report_outputs("test")
+
+        def after_predict(self) -> None:
+            self._report_outputs("predict")
+
+        def _report_outputs(self, verb: str) -> None:
+            """One line per place the verb wrote to (rank zero, stderr)."""
+            if self.trainer.is_global_zero:
+                for line in written_outputs(self.trainer, self.model, verb):
+                    print(f"emoface {verb}: {line}", file=sys.stderr, flush=True)
+
         def after_instantiate_classes(self) -> None:
             from emoface.quiet import drop_wandb_anonymous
 
@@ -262,6 +280,33 @@ def _lightning_cli_class() -> type:
 
     EmofaceCLI.interruption = interruption  # type: ignore[attr-defined]
     return EmofaceCLI
+
+
+def written_outputs(trainer: Any, model: Any, verb: str) -> list[str]:
+    """Where ``trainer.<verb>`` wrote what: checkpoints (fit), predictions (a model with
+    ``prediction_dir()``), benchmark tables (a model with ``out_dir``), and each logger's files."""
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    lines: list[str] = []
+    if verb == "fit":
+        folders = {str(callback.dirpath) for callback in trainer.checkpoint_callbacks if getattr(callback, "dirpath", None)}
+        lines += [f"checkpoints in {folder}" for folder in sorted(folders)]
+    if verb == "predict" and callable(getattr(model, "prediction_dir", None)):
+        lines.append(f"predictions in {model.prediction_dir()}")
+    if verb == "test" and hasattr(model, "out_dir"):
+        out = model.out_dir or Path(trainer.default_root_dir) / "benchmark"
+        lines.append(f"benchmark tables (results.csv, results.md, per_clip.csv, report.md) in {out}")
+    if verb == "predict":
+        return lines  # predict logs no metrics
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            lines.append(f"metrics in {Path(logger.log_dir) / 'metrics.csv'}")
+        elif isinstance(logger, WandbLogger):
+            run = logger.experiment
+            lines.append(f"metrics in the wandb run {getattr(run, 'url', None) or getattr(run, 'dir', '')}".rstrip())
+        elif getattr(logger, "log_dir", None):
+            lines.append(f"logs in {logger.log_dir}")
+    return lines
 
 
 def run_lightning_cli(args: Sequence[str] | None) -> int:
