@@ -300,7 +300,9 @@ def written_outputs(trainer: Any, model: Any, verb: str) -> list[str]:
         return lines  # predict logs no metrics
     for logger in trainer.loggers:
         if isinstance(logger, CSVLogger):
-            lines.append(f"metrics in {Path(logger.log_dir) / 'metrics.csv'}")
+            metrics = Path(logger.log_dir) / "metrics.csv"
+            if metrics.is_file():  # a model that logs nothing writes none
+                lines.append(f"metrics in {metrics}")
         elif isinstance(logger, WandbLogger):
             run = logger.experiment
             lines.append(f"metrics in the wandb run {getattr(run, 'url', None) or getattr(run, 'dir', '')}".rstrip())

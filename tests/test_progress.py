@@ -86,6 +86,10 @@ def test_training_prints_progress_lines_without_a_terminal(
     assert "[fit] epoch 1/2, batch 1/3, step 1, " in err
     assert "[fit] epoch 2/2, batch 3/3, step 6, " in err
     assert "[fit] epoch 2/2, step 6, " in err and "(finished)" in err
+    # from the second batch on, the time left in the epoch and in the run
+    second = next(line for line in err.splitlines() if line.startswith("[fit] epoch 1/2, batch 2/3"))
+    assert "ETA epoch 0:00:0" in second and "ETA total 0:00:" in second, second
+    assert f"emoface fit: checkpoints in {tmp_path / 'lightning_logs/version_0/checkpoints'}" in err
     main(["predict", *boring, "--trainer.limit_predict_batches=2", f"--trainer.default_root_dir={tmp_path}"])
     assert "[predict] batch 2/2, " in capsys.readouterr().err
 
@@ -103,7 +107,9 @@ class Printing(BoringModel):
 
     def test_step(self, batch, batch_idx):
         print("test step", batch_idx)
-        return super().test_step(batch, batch_idx)
+        output = super().test_step(batch, batch_idx)
+        self.log("test/loss", output["y"])
+        return output
 
 import __main__
 __main__.Printing = Printing
@@ -140,7 +146,11 @@ def test_progress_in_a_jupyter_kernel(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "item 49" in streams["stdout"] and "test step 19" in streams["stdout"]
     assert "work: 2/50 items (4%)" in streams["stderr"] and "work: 50/50 items (100%)" in streams["stderr"]
     assert "[test] batch 20/20" in streams["stderr"] and "[test] " in streams["stderr"]
-    assert "emoface test: metrics in " in streams["stderr"]
-    displays = [o for o in outputs if o.output_type in ("display_data", "update_display_data")]
-    assert displays == [], displays  # no live bar re-drawn as HTML
+    written = next(line for line in streams["stderr"].splitlines() if line.startswith("emoface test: metrics in "))
+    assert Path(written.removeprefix("emoface test: metrics in ")).is_file(), written
+    # no live display (redrawn in place; the prints under it captured into it), only Lightning's
+    # static results table
+    assert not [o for o in outputs if o.output_type == "update_display_data"]
+    displays = [str(o.get("data", {}).get("text/plain", "")) for o in outputs if o.output_type == "display_data"]
+    assert not [text for text in displays if "item " in text or "test step" in text or "Testing" in text], displays
     assert "ipywidgets" not in str(outputs)
