@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.cli import SaveConfigCallback
 
 
@@ -305,3 +306,34 @@ class Interruption(Callback):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self.interrupted = self.interrupted or isinstance(exception, KeyboardInterrupt)
+
+
+class PlainModelSummary(ModelSummary):
+    """Lightning's model summary as plain text, without ``Total FLOPs: 0``.
+
+    Lightning counts FLOPs only for a model with an ``example_input_array``; emoface's systems have
+    none (their batches are dictionaries), so the line would always read 0. Plain text (not rich's
+    table) reads the same in a terminal, a log file and a notebook. ``emoface fit`` uses it in
+    place of Lightning's default summary; a summary callback listed in a config stays as it is.
+    """
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: object,
+    ) -> None:
+        import logging
+
+        from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
+
+        table = _format_summary_table(
+            total_parameters, trainable_parameters, model_size, total_training_modes, total_flops, *summary_data
+        )
+        if not total_flops:
+            table = "\n".join(line for line in table.splitlines() if "Total FLOPs" not in line)
+        logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + table)

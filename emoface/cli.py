@@ -249,6 +249,7 @@ def _lightning_cli_class() -> type:
             if not any(isinstance(callback, CheckpointOnSigterm) for callback in trainer.callbacks):
                 trainer.callbacks.append(CheckpointOnSigterm())
             trainer.callbacks.append(interruption)
+            _use_plain_model_summary(trainer)
             if not is_terminal() and trainer.progress_bar_callback is not None:
                 # no terminal (SLURM, nohup, CI, a notebook): a live bar would only fill the log
                 # with redraws; ProgressLines prints plain lines instead
@@ -274,12 +275,24 @@ def _lightning_cli_class() -> type:
                     print(f"emoface {verb}: {line}", file=sys.stderr, flush=True)
 
         def after_instantiate_classes(self) -> None:
-            from emoface.quiet import drop_wandb_anonymous
+            from emoface.quiet import drop_wandb_anonymous, make_wandb_folders
 
             drop_wandb_anonymous(list(self.trainer.loggers))
+            make_wandb_folders(list(self.trainer.loggers))
 
     EmofaceCLI.interruption = interruption  # type: ignore[attr-defined]
     return EmofaceCLI
+
+
+def _use_plain_model_summary(trainer: Any) -> None:
+    """Replace Lightning's default model summary (plain or rich) by :class:`~emoface.callbacks.PlainModelSummary`."""
+    from lightning.pytorch.callbacks import ModelSummary, RichModelSummary
+
+    from emoface.callbacks import PlainModelSummary
+
+    for index, callback in enumerate(trainer.callbacks):
+        if type(callback) in (ModelSummary, RichModelSummary):
+            trainer.callbacks[index] = PlainModelSummary(max_depth=callback._max_depth)
 
 
 def written_outputs(trainer: Any, model: Any, verb: str) -> list[str]:

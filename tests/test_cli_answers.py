@@ -202,3 +202,26 @@ def test_unavailable_device_is_rejected_before_decoding(tmp_path: Path, capsys: 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.strip() == "emoface generate: error: --device cuda: CUDA is not available here (use cpu or auto)"
+
+
+def test_model_summary_has_no_zero_flops_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Lightning counts FLOPs only with an example input; the summary leaves out its `Total FLOPs: 0`."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    main(["fit", *BORING, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+          f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    assert "Total params" in caplog.text and "Trainable params" in caplog.text
+    assert "Total FLOPs" not in caplog.text
+
+
+def test_wandb_folder_exists_before_its_run_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb looks for the git root from the logger's save_dir; a missing folder made it warn
+    "git root ... does not exist" on a fresh checkout."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from emoface.quiet import make_wandb_folders
+
+    folder = tmp_path / "runs/s2l"
+    make_wandb_folders([WandbLogger(save_dir=str(folder), offline=True)])
+    assert folder.is_dir()
