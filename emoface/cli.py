@@ -302,7 +302,9 @@ def written_outputs(trainer: Any, model: Any, verb: str) -> list[str]:
 
     lines: list[str] = []
     if verb == "fit":
-        folders = {str(callback.dirpath) for callback in trainer.checkpoint_callbacks if getattr(callback, "dirpath", None)}
+        folders = {
+            str(callback.dirpath) for callback in trainer.checkpoint_callbacks if getattr(callback, "dirpath", None)
+        }
         lines += [f"checkpoints in {folder}" for folder in sorted(folders)]
     if verb == "predict" and callable(getattr(model, "prediction_dir", None)):
         lines.append(f"predictions in {model.prediction_dir()}")

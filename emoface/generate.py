@@ -141,7 +141,9 @@ def check_arguments(args: argparse.Namespace, settings: dict[str, Any]) -> tuple
     if args.level is None and level not in valid and len(valid) == 1:
         level = valid[0]  # no --level: the config's, or the emotion's only level (neutral: 1)
     if level not in valid:
-        raise GenerateError(f"level {level} is not a level of {emotion!r}; expected one of {', '.join(map(str, valid))}")
+        raise GenerateError(
+            f"level {level} is not a level of {emotion!r}; expected one of {', '.join(map(str, valid))}"
+        )
     try:
         batch_size = int(settings["batch_size"])
     except (TypeError, ValueError) as error:

@@ -57,24 +57,79 @@ def _heavy_imported(result: subprocess.CompletedProcess[str]) -> list[str]:
         (["preprocess", "--help"], 0, "--backend"),
         (["plot", "--help"], 0, "--frames"),
         (["fly"], 2, "unknown verb 'fly'"),
-        (["generate", "--audio", "nowhere.wav", "--image", "x.png", "--emotion", "happy", "--s2l", "a.ckpt",
-          "--l2k", "b.ckpt", "-o", "out.mp4"], 2, "nowhere.wav: audio not found"),  # fmt: skip
-        (["generate", "--audio", "a.wav", "--image", "x.png", "--emotion", "happy", "--level", "7", "-o", "o.mp4"],
-         2, "level 7"),  # fmt: skip
-        (["generate", "--audio", "a.wav", "--image", "x.png", "--emotion", "happy", "--batch-size", "0",
-          "-o", "o.mp4"], 2, "--batch-size must be at least 1, got 0"),  # fmt: skip
-        (["generate", "--audio", "a.wav", "--image", "x.png", "--emotion", "joyful", "-o", "o.mp4"],
-         2, "unknown emotion 'joyful'"),  # fmt: skip
-        (["generate", "--audio", "a.wav", "--image", "x.png", "--emotion", "happy", "--devic", "cpu", "-o", "o.mp4"],
-         2, "unrecognized arguments: --devic"),  # fmt: skip
+        (
+            [
+                "generate",
+                "--audio",
+                "nowhere.wav",
+                "--image",
+                "x.png",
+                "--emotion",
+                "happy",
+                "--s2l",
+                "a.ckpt",
+                "--l2k",
+                "b.ckpt",
+                "-o",
+                "out.mp4",
+            ],
+            2,
+            "nowhere.wav: audio not found",
+        ),  # fmt: skip
+        (
+            ["generate", "--audio", "a.wav", "--image", "x.png", "--emotion", "happy", "--level", "7", "-o", "o.mp4"],
+            2,
+            "level 7",
+        ),  # fmt: skip
+        (
+            [
+                "generate",
+                "--audio",
+                "a.wav",
+                "--image",
+                "x.png",
+                "--emotion",
+                "happy",
+                "--batch-size",
+                "0",
+                "-o",
+                "o.mp4",
+            ],
+            2,
+            "--batch-size must be at least 1, got 0",
+        ),  # fmt: skip
+        (
+            ["generate", "--audio", "a.wav", "--image", "x.png", "--emotion", "joyful", "-o", "o.mp4"],
+            2,
+            "unknown emotion 'joyful'",
+        ),  # fmt: skip
+        (
+            ["generate", "--audio", "a.wav", "--image", "x.png", "--emotion", "happy", "--devic", "cpu", "-o", "o.mp4"],
+            2,
+            "unrecognized arguments: --devic",
+        ),  # fmt: skip
         (["mini-mead", "out", "--speakers", "40"], 2, "--speakers must be between 1 and 32, got 40"),
         (["preprocess", "--root", "no/such/mead", "--out", "cache"], 2, "no/such/mead: MEAD root not found"),
         (["fit", "--config", "configs/no_such.yaml"], 2, "configs/no_such.yaml: config file not found"),
         (["test", "--config", "configs/s2l.yaml", "--ckpt_path", "runs/none.ckpt"], 2, "runs/none.ckpt: checkpoint"),
     ],
-    ids=["help", "generate-help", "mini-mead-help", "preprocess-help", "plot-help", "unknown-verb", "missing-audio",
-         "bad-level", "batch-size-0", "bad-emotion", "abbreviated-option", "bad-speakers", "missing-root",
-         "missing-config", "missing-ckpt"],  # fmt: skip
+    ids=[
+        "help",
+        "generate-help",
+        "mini-mead-help",
+        "preprocess-help",
+        "plot-help",
+        "unknown-verb",
+        "missing-audio",
+        "bad-level",
+        "batch-size-0",
+        "bad-emotion",
+        "abbreviated-option",
+        "bad-speakers",
+        "missing-root",
+        "missing-config",
+        "missing-ckpt",
+    ],  # fmt: skip
 )
 def test_answered_before_torch_is_imported(args: list[str], code: int, expected: str) -> None:
     result = _probe(*args)

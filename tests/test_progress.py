@@ -136,7 +136,9 @@ def test_progress_in_a_jupyter_kernel(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("EMOFACE_PROGRESS_SECONDS", "0")
     cell = nbformat.v4.new_code_cell(f"ROOT = {str(tmp_path)!r}\n{KERNEL_CELL}")
     notebook = nbformat.v4.new_notebook(cells=[cell])
-    NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
 
     outputs = notebook.cells[0].outputs
     assert not [o for o in outputs if o.output_type == "error"]
