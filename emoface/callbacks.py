@@ -335,5 +335,5 @@ class PlainModelSummary(ModelSummary):
             total_parameters, trainable_parameters, model_size, total_training_modes, total_flops, *summary_data
         )
         if not total_flops:
-            table = "\n".join(line for line in table.splitlines() if "Total FLOPs" not in line)
+            table = "\n".join(line for line in table.splitlines() if "total flops" not in line.lower())
         logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + table)
