@@ -6,11 +6,13 @@ import random
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.cli import SaveConfigCallback
 
 
@@ -71,11 +73,13 @@ class SaveConfigToLoggers(SaveConfigCallback):
 class ProgressLines(Callback):
     """Plain progress lines of fit / validate / test / predict when no terminal is attached.
 
-    Under SLURM, ``nohup`` or CI the progress bar shows nothing until it ends; this callback
+    Under SLURM, ``nohup``, CI or Jupyter the progress bar shows nothing useful; this callback
     prints, on rank zero, a line every ``every_seconds`` (``$EMOFACE_PROGRESS_SECONDS``, default
     30) such as ``[fit] epoch 3/60, batch 40/120, step 280, 3.1 batches/s, elapsed 0:01:30,
-    train/loss=0.1234``, and one when the loop ends. ``emoface fit|validate|test|predict`` add
-    it unless the config lists one; on a terminal it stays silent (the bar shows progress).
+    ETA epoch 0:00:26, ETA total 0:19:10, train/loss=0.1234``, and one when the loop ends. The
+    ETAs count from the first batch done (start-up excluded) and include the validation time
+    seen so far. ``emoface fit|validate|test|predict`` add it unless the config lists one; on a
+    terminal it stays silent (the bar shows progress).
 
     Args:
         every_seconds: seconds between lines (``None``: ``$EMOFACE_PROGRESS_SECONDS`` or 30).
@@ -90,6 +94,7 @@ class ProgressLines(Callback):
         self._start: dict[str, float] = {}
         self._last = 0.0
         self._batches = 0
+        self._rate: Any = None
 
     def _active(self, trainer: Trainer) -> bool:
         from emoface.progress import is_terminal
@@ -99,9 +104,12 @@ class ProgressLines(Callback):
     def _begin(self, trainer: Trainer, stage: str) -> None:
         import time
 
+        from emoface.progress import RateEstimate
+
         if self._active(trainer):
             self._start[stage] = self._last = time.perf_counter()
             self._batches = 0
+            self._rate = RateEstimate(None)
 
     def _tick(self, trainer: Trainer, stage: str, batch_idx: int, total: object, final: bool = False) -> None:
         import math
@@ -113,6 +121,8 @@ class ProgressLines(Callback):
             return
         now = time.perf_counter()
         self._batches += 0 if final else 1
+        if not final:
+            self._rate.update(self._batches, now)
         if not final and now - self._last < self.every_seconds:
             return
         self._last = now
@@ -129,12 +139,38 @@ class ProgressLines(Callback):
             parts.append(f"step {trainer.global_step}{max_steps}")
         parts.append(f"{self._batches / elapsed:.2f} batches/s" if elapsed > 0 else "-- batches/s")
         parts.append(f"elapsed {format_seconds(elapsed)}")
+        if not final:
+            parts += self._etas(trainer, stage, batch_idx, total, now)
         metrics = {k: v for k, v in trainer.progress_bar_metrics.items() if isinstance(v, (int, float))}
         parts += [f"{k}={v:.4g}" for k, v in sorted(metrics.items())]
         text = ", ".join(parts)
         print(f"[{stage}] {text}{' (finished)' if final else ''}", file=sys.stderr, flush=True)
         if final:
             del self._start[stage]
+
+    def _etas(self, trainer: Trainer, stage: str, batch_idx: int, total: object, now: float) -> list[str]:
+        """``ETA epoch h:mm:ss`` (or ``ETA`` outside fit) and, in fit, ``ETA total h:mm:ss``."""
+        import math
+
+        from emoface.progress import format_seconds
+
+        def eta(batches_left: float) -> float:
+            return self._rate.remaining_seconds(self._batches, now, total=self._batches + batches_left)
+
+        known = isinstance(total, (int, float)) and math.isfinite(total)
+        left_in_loop = float(total) - (batch_idx + 1) if known else math.nan  # type: ignore[arg-type]
+        parts = []
+        if math.isfinite(eta(left_in_loop)):
+            parts.append(f"ETA {'epoch ' if stage == 'fit' else ''}{format_seconds(eta(left_in_loop))}")
+        if stage == "fit":
+            bounds = []
+            if known and trainer.max_epochs not in (None, -1):
+                bounds.append(left_in_loop + (trainer.max_epochs - trainer.current_epoch - 1) * float(total))  # type: ignore[arg-type]
+            if trainer.max_steps and trainer.max_steps > 0:
+                bounds.append((trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches)
+            if bounds and math.isfinite(eta(min(bounds))):
+                parts.append(f"ETA total {format_seconds(eta(min(bounds)))}")
+        return parts
 
     # fit (the validation inside fit shows in the fit lines' metrics)
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -228,3 +264,76 @@ class FinalCheckpoint(Callback):
         if trainer.fast_dev_run:  # as ModelCheckpoint: a smoke run writes no checkpoint
             return
         trainer.save_checkpoint(str(self.path))  # every rank calls it; rank 0 writes
+
+
+class CheckpointOnSigterm(Callback):
+    """On SIGTERM during ``fit``, save a resumable checkpoint where ``--ckpt_path last`` finds it.
+
+    SLURM sends SIGTERM before a job's time limit (and on preemption); Lightning then stops at the
+    end of the current batch by raising ``SIGTERMException``, a ``SystemExit`` with status 0 that
+    saves nothing. This callback saves the full training state (weights, optimizer, loops
+    mid-epoch) as ``last.ckpt`` in the first :class:`~lightning.pytorch.callbacks.ModelCheckpoint`'s
+    folder (``<default_root_dir>/checkpoints`` without one), and ``emoface fit`` then exits with
+    status 143, so a requeued job resumes with ``emoface fit ... --ckpt_path last``.
+    ``emoface fit|validate|test|predict`` add it unless the config lists one.
+
+    Attributes:
+        last_saved: the file the latest SIGTERM saved (class-wide, read by the CLI), or ``None``.
+    """
+
+    last_saved: Path | None = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        folders = [callback.dirpath for callback in trainer.checkpoint_callbacks
+                   if isinstance(callback, ModelCheckpoint) and callback.dirpath]  # fmt: skip
+        folder = Path(folders[0]) if folders else Path(trainer.default_root_dir) / "checkpoints"
+        path = folder / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        trainer.save_checkpoint(str(path))  # every rank calls it; rank 0 writes
+        CheckpointOnSigterm.last_saved = path
+
+
+class Interruption(Callback):
+    """Records a Ctrl-C: Lightning turns ``KeyboardInterrupt`` into ``SystemExit(1)`` after its
+    graceful shutdown; ``emoface`` reads :attr:`interrupted` and exits with status 130 instead."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.interrupted = self.interrupted or isinstance(exception, KeyboardInterrupt)
+
+
+class PlainModelSummary(ModelSummary):
+    """Lightning's model summary as plain text, without ``Total FLOPs: 0``.
+
+    Lightning counts FLOPs only for a model with an ``example_input_array``; emoface's systems have
+    none (their batches are dictionaries), so the line would always read 0. Plain text (not rich's
+    table) reads the same in a terminal, a log file and a notebook. ``emoface fit`` uses it in
+    place of Lightning's default summary; a summary callback listed in a config stays as it is.
+    """
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: object,
+    ) -> None:
+        import logging
+
+        from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
+
+        table = _format_summary_table(
+            total_parameters, trainable_parameters, model_size, total_training_modes, total_flops, *summary_data
+        )
+        if not total_flops:
+            table = "\n".join(line for line in table.splitlines() if "total flops" not in line.lower())
+        logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + table)

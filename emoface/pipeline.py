@@ -17,7 +17,7 @@ from one encoding of the source. Used by ``emoface generate``, the benchmark and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,9 @@ def resolve_device(device: str) -> torch.device:
 # Inputs
 # ----------------------------------------------------------------------------------------------
 def load_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 ``(H, W, 3)``.
+    """An image file as RGB uint8 ``(H, W, 3)``; a transparent photo (RGBA, LA, or a palette
+    with a transparent colour) is composited over white, not shown with the colours its
+    transparent pixels happen to hold.
 
     Raises:
         PipelineError: missing or unreadable.
@@ -124,6 +126,10 @@ def load_image(path: str | Path) -> np.ndarray:
         raise PipelineError(f"{path}: image not found")
     try:
         with Image.open(path) as image:
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8).copy()
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError) as error:
         raise PipelineError(f"{path}: unreadable image ({error})") from error
@@ -461,14 +467,39 @@ class TalkingFacePipeline:
     def frames(
         self, photo: FacePhoto, cues: dict[str, np.ndarray], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        """Stage 2 and the renderer: uint8 frames ``(T, S, S, 3)`` of the photo driven by ``cues``."""
+        """Stage 2 and the renderer: uint8 frames ``(T, S, S, 3)`` of the photo driven by ``cues``
+        (all in memory; long speech: :meth:`iter_frames`)."""
+        return np.concatenate(list(self.iter_frames(photo, cues, progress=progress)))
+
+    @torch.inference_mode()
+    def iter_frames(
+        self, photo: FacePhoto, cues: dict[str, np.ndarray], progress: Callable[[int], None] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Stage 2 and the renderer, ``batch_size`` frames at a time: uint8 chunks ``(t, S, S, 3)``
+        as they are rendered, so a caller that encodes them holds one batch, whatever the length.
+
+        Args:
+            progress: called with the number of frames of each rendered chunk.
+        """
         from emoface.lightning_modules.landmarks_to_keypoints import normalise_points
 
         points = normalise_points(torch.from_numpy(cues["relocated"]), int(cues.get("size", self.s2l_size)))
         source_points = normalise_points(torch.from_numpy(photo.relocated()), self.render_size)
-        source = torch.from_numpy(photo.crop).permute(2, 0, 1)
-        frames = self.l2k.animate(source, points, source_points, renderer=self.renderer, progress=progress)
-        return (frames.permute(0, 2, 3, 1).float().cpu().numpy() * 255.0).round().astype(np.uint8)
+        source_image = torch.from_numpy(photo.crop).permute(2, 0, 1)
+        renderer = self.renderer
+        source = renderer.prepare_source(source_image)
+        device = renderer.device
+        # (T, K, 3) keypoints of every frame: small; the frames are made batch by batch
+        _, keypoints = self.l2k.map_keypoints(
+            points.to(device).float().unsqueeze(0), source_points.to(device).float().unsqueeze(0),
+            source.kp_canonical, source.estimate,
+        )  # fmt: skip
+        keypoints = keypoints[0]
+        for start in range(0, keypoints.shape[0], renderer.batch_size):
+            frames = renderer.render(source, keypoints[start : start + renderer.batch_size])  # (t, 3, S, S)
+            yield (frames.permute(0, 2, 3, 1).float().cpu().numpy() * 255.0).round().astype(np.uint8)
+            if progress is not None:
+                progress(frames.shape[0])
 
 
 __all__ = [

@@ -3,6 +3,14 @@
 Batch jobs (SLURM, ``nohup``, CI) write to files where a live bar shows nothing until it ends (rich)
 or fills the log with carriage returns (tqdm). There, :class:`ProgressReport` prints one line every
 ``EMOFACE_PROGRESS_SECONDS`` seconds (default 30) instead, plus a first and a last line.
+
+Jupyter counts as "not a terminal" too: rich's live display and ipykernel's output stream call each
+other when the code under the bar prints (``RecursionError``), and tqdm's notebook bar needs
+ipywidgets; plain lines work in every notebook front end.
+
+ETAs are measured from the first item done, not from the start: the first item carries the
+start-up (worker processes importing torch, data loaders starting), and counting it as work would
+make the first estimate hours long.
 """
 
 from __future__ import annotations
@@ -25,16 +33,16 @@ def progress_seconds() -> float:
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
-    """Whether ``stream`` (default ``sys.stderr``) is an interactive terminal or a notebook's output."""
+    """Whether ``stream`` (default ``sys.stderr``) is an interactive terminal (not a file, a pipe,
+    or a Jupyter kernel's output: live bars break or need ipywidgets there)."""
     stream = sys.stderr if stream is None else stream
+    if in_notebook_kernel():
+        return False  # ipykernel's streams may claim to be a tty (e.g. with a terminal front end)
     isatty = getattr(stream, "isatty", None)
-    if isatty and isatty():
-        return True
-    # Jupyter: live bars render there; periodic lines would only add noise
-    return stream in (sys.stdout, sys.stderr) and _in_notebook_kernel()
+    return bool(isatty and isatty())
 
 
-def _in_notebook_kernel() -> bool:
+def in_notebook_kernel() -> bool:
     """Whether this process is a running Jupyter kernel (not merely a process that imported
     ipykernel, as a test runner executing notebooks does)."""
     if "ipykernel" not in sys.modules or "IPython" not in sys.modules:
@@ -43,6 +51,35 @@ def _in_notebook_kernel() -> bool:
 
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class RateEstimate:
+    """Items per second and the time left, measured from the first item done (start-up excluded).
+
+    Args:
+        total: number of items (``None``: unknown, no ETA).
+    """
+
+    def __init__(self, total: float | None) -> None:
+        self.total = total
+        self._first: tuple[float, float] | None = None  # (time, items done) at the first update
+
+    def update(self, done: float, now: float) -> None:
+        """Record ``done`` items at time ``now`` (the first call sets the reference)."""
+        if self._first is None and done > 0:
+            self._first = (now, done)
+
+    def remaining_seconds(self, done: float, now: float, total: float | None = None) -> float:
+        """Seconds until ``total`` (default: the constructor's) at the rate since the first item;
+        ``nan`` while unknown (fewer than two updates, or no total)."""
+        total = self.total if total is None else total
+        if self._first is None or total is None or not math.isfinite(total):
+            return math.nan
+        first_time, first_done = self._first
+        if done <= first_done or now <= first_time:
+            return math.nan
+        rate = (done - first_done) / (now - first_time)
+        return max(0.0, total - done) / rate
 
 
 def format_seconds(seconds: float) -> str:
@@ -95,6 +132,7 @@ class ProgressReport:
         self._last_line = 0.0
         self._bar: Any = None
         self._task: Any = None
+        self._rate = RateEstimate(total)
 
     # ------------------------------------------------------------------------------------------
     def __enter__(self) -> ProgressReport:
@@ -114,10 +152,11 @@ class ProgressReport:
         self.done += count
         if not self.enabled:
             return
+        now = time.perf_counter()
+        self._rate.update(self.done, now)
         if self._bar is not None:
             self._bar.advance(self._task, count)
             return
-        now = time.perf_counter()
         if now - self._last_line >= self.every_seconds and (self.total is None or self.done < self.total):
             self._last_line = now
             self._line(self.status())
@@ -134,15 +173,17 @@ class ProgressReport:
     # ------------------------------------------------------------------------------------------
     def status(self) -> str:
         """``12/66 clips (18%), 2.10 clips/s, elapsed 0:00:06, ETA 0:00:26``."""
-        elapsed = time.perf_counter() - self._start
+        now = time.perf_counter()
+        elapsed = now - self._start
         speed = self.done / elapsed if elapsed > 0 else 0.0
         parts = [f"{self.done}/{self._total_text()} {self.unit}"]
         if self.total:
             parts[0] += f" ({100 * self.done / self.total:.0f}%)"
         parts.append(f"{speed:.2f} {self.unit}/s")
         parts.append(f"elapsed {format_seconds(elapsed)}")
-        if self.total and speed > 0 and self.done < self.total:
-            parts.append(f"ETA {format_seconds((self.total - self.done) / speed)}")
+        remaining = self._rate.remaining_seconds(self.done, now)
+        if self.total and self.done < self.total and math.isfinite(remaining):
+            parts.append(f"ETA {format_seconds(remaining)}")
         return ", ".join(parts)
 
     def _total_text(self) -> str:

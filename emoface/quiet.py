@@ -33,8 +33,9 @@ HARMLESS_WARNINGS: list[tuple[str, type[Warning], str]] = [
     ),
 ]
 
-#: Prefixes of Lightning info lines that advertise other products.
-ADVERTISING_PREFIXES: tuple[str, ...] = ("💡 Tip:",)
+#: Prefixes of Lightning info lines that advertise other products, or that ``emoface`` replaces
+#: with its own one line (Ctrl-C: "emoface fit: interrupted (Ctrl-C)", exit status 130).
+ADVERTISING_PREFIXES: tuple[str, ...] = ("💡 Tip:", "Detected KeyboardInterrupt, attempting graceful shutdown")
 
 _LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
@@ -72,3 +73,17 @@ def drop_wandb_anonymous(loggers: list[object]) -> None:
         init = getattr(logger, "_wandb_init", None)
         if isinstance(init, dict) and init.get("anonymous") is None:
             init.pop("anonymous", None)
+
+
+def make_wandb_folders(loggers: list[object]) -> None:
+    """Create each Weights & Biases logger's ``save_dir`` before its run starts.
+
+    wandb looks for the git repository from that folder; on a fresh checkout it does not exist
+    yet (``runs/s2l``) and wandb warns "git root runs/s2l does not exist" (and records no commit).
+    """
+    from pathlib import Path
+
+    for logger in loggers:
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("dir"):
+            Path(init["dir"]).mkdir(parents=True, exist_ok=True)

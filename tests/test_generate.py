@@ -208,3 +208,84 @@ def test_l2k_predict_renders_stage1_files(tiny_pipeline: dict[str, Path], tmp_pa
         main(["predict", *l2k, "--ckpt_path", str(tiny_pipeline["l2k"]),
               "--model.init_args.stage1_dir", str(tmp_path / "s2l/predictions"),
               "--trainer.default_root_dir", str(tmp_path / "l2k_again")])  # fmt: skip
+
+
+def test_transparent_photo_is_composited_on_white(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from emoface.pipeline import load_image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255  # red everywhere, hidden where transparent
+    rgba[:4, :, 3] = 255  # top half opaque
+    rgba[4:, :, 3] = 0  # bottom half fully transparent
+    rgba[4:, :4, 3] = 128  # a half-transparent corner
+    path = tmp_path / "cutout.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    image = load_image(path)
+    assert image.shape == (8, 8, 3)
+    assert (image[:4] == [255, 0, 0]).all()  # opaque: as it is
+    assert (image[4:, 4:] == 255).all()  # transparent: white, not the hidden red
+    assert (np.abs(image[4:, :4].astype(int) - [255, 127, 127]) <= 1).all()  # half: blended with white
+
+
+def _generate_args(tiny_pipeline: dict[str, Path], photo: Path, speech: Path, out: Path) -> list[str]:
+    return ["generate", "--audio", str(speech), "--image", str(photo), "--emotion", "sad", "--level", "2",
+            "--s2l", str(tiny_pipeline["s2l"]), "--l2k", str(tiny_pipeline["l2k"]),
+            "--renderer", str(tiny_pipeline["renderer"]), "--landmark-backend", "dlib", "--device", "cpu",
+            "--batch-size", "4", "--quiet", "-o", str(out)]  # fmt: skip
+
+
+def test_frames_are_encoded_as_they_are_rendered(tiny_pipeline: dict[str, Path], photo: Path, speech: Path,
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The video is encoded batch by batch: no call holds more than --batch-size frames."""
+    from emoface.io.media import VideoWriter
+
+    chunks: list[int] = []
+    write = VideoWriter.write
+
+    def spy(self: VideoWriter, frames: np.ndarray) -> None:
+        chunks.append(len(frames))
+        write(self, frames)
+
+    monkeypatch.setattr(VideoWriter, "write", spy)
+    out = tmp_path / "streamed.mp4"
+    assert main(_generate_args(tiny_pipeline, photo, speech, out)) == 0
+    frames = len(read_video(out).frames)
+    assert max(chunks) <= 4 and sum(chunks) == frames and len(chunks) >= frames // 4
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_outputs_appear_together_or_not_at_all(
+    failure: type[BaseException], tiny_pipeline: dict[str, Path], photo: Path, speech: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A failure (or Ctrl-C) while the preview is drawn leaves the earlier run's three files as they
+    were and no partial file; Ctrl-C is one line and exit status 130."""
+    import emoface.generate
+
+    out = tmp_path / "talk.mp4"
+    args = [*_generate_args(tiny_pipeline, photo, speech, out), "--save-cues"]
+    assert main(args) == 0
+    names = ["talk.mp4", "talk.cues.npz", "talk_preview.mp4"]
+    before = {name: (tmp_path / name).read_bytes() for name in names}
+    capsys.readouterr()
+
+    preview = emoface.generate._preview
+    calls = []
+
+    def fail_on_second_chunk(*arguments: object) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 2:
+            raise failure("stopped")
+        return preview(*arguments)
+
+    monkeypatch.setattr(emoface.generate, "_preview", fail_on_second_chunk)
+    if failure is KeyboardInterrupt:
+        assert main([*args, "--seed", "5"]) == 130
+        assert capsys.readouterr().err.strip() == "emoface generate: interrupted (Ctrl-C)"
+    else:
+        with pytest.raises(RuntimeError):
+            main([*args, "--seed", "5"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names)  # no partial file left
+    assert {name: (tmp_path / name).read_bytes() for name in names} == before

@@ -36,6 +36,11 @@ def run_notebook(name: str, settings: dict[str, str], monkeypatch: pytest.Monkey
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()  # fmt: skip
     outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    # no noise: no live bars (they want ipywidgets and recurse with ipykernel's streams), no
+    # terminal colour codes, no "Total FLOPs: 0", no wandb git-root warning
+    text = str(outputs).lower()
+    for noise in ("ipywidgets", "\x1b[", "\\x1b[", "total flops", "git root"):
+        assert noise not in text, noise
     return outputs
 
 

@@ -139,3 +139,52 @@ def test_sweep_values_are_accepted(
                 for part in key.split("."):
                     node = node[part]
                 assert str(node) == value, (key, node, value)
+
+
+def _grid(sweep: dict) -> list[dict[str, object]]:
+    """Every combination a grid sweep runs."""
+    import itertools
+
+    names = list(sweep["parameters"])
+    values = [spec["values"] if "values" in spec else [spec["value"]] for spec in sweep["parameters"].values()]
+    return [dict(zip(names, combination)) for combination in itertools.product(*values)]
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_sweep_names_its_project_and_gives_each_run_its_own_folder(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Agents side by side never share a folder: every output path of a run is under
+    runs/sweeps/<sweep id>/<run id>, from the ids `wandb agent` puts in the run's environment."""
+    sweep = yaml.safe_load(path.read_text())
+    assert sweep.get("project") == "emoface"
+    monkeypatch.chdir(REPO)
+    command = sweep_commands(sweep)[0]
+    folders = []
+    for run_id in ("run1", "run2"):
+        monkeypatch.setenv("WANDB_SWEEP_ID", "sweep9")
+        monkeypatch.setenv("WANDB_RUN_ID", run_id)
+        with pytest.raises(SystemExit):
+            main([*command[1:], "--print_config"])
+        printed = yaml.safe_load(capsys.readouterr().out)
+        root = printed["trainer"]["default_root_dir"]
+        assert root == f"runs/sweeps/sweep9/{run_id}"
+        paths = [printed["trainer"]["logger"]["init_args"]["save_dir"], printed["model"]["init_args"]["output_dir"]]
+        paths += [callback["init_args"]["dirpath"] for callback in printed["trainer"]["callbacks"]
+                  if "dirpath" in callback.get("init_args", {})]  # fmt: skip
+        assert paths and all(str(p).startswith(root) for p in paths), paths
+        folders.append(root)
+    assert folders[0] != folders[1]
+
+
+def test_motion_sweeps_run_each_model_once() -> None:
+    """noise_dim 0 ignores the motion weights: the two motion sweeps together train 18 distinct
+    models (16 stochastic, 2 deterministic), none twice."""
+    motion_weights = ("motion_increment_weight", "motion_spread_weight", "motion_speed_weight")
+    trained = []
+    for name in ("s2l_motion", "s2l_motion_deterministic"):
+        for combination in _grid(yaml.safe_load((REPO / f"configs/sweeps/{name}.yaml").read_text())):
+            if combination["model.init_args.network.init_args.noise_dim"] == 0:
+                combination = {k: v for k, v in combination.items() if not k.endswith(motion_weights)}
+            trained.append(tuple(sorted(combination.items())))
+    assert len(trained) == 18 and len(set(trained)) == len(trained)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 HELP = "Write mini-MEAD, procedurally rendered talking faces in the exact MEAD layout."
@@ -25,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the tree and print a summary."""
+    problem = _argument_problem(args)
+    if problem:  # before importing torch: a typo is answered at once
+        print(f"emoface mini-mead: error: {problem}", file=sys.stderr)
+        return 2
     from emoface.datamodules.mini_mead import make_mini_mead
 
     start = time.perf_counter()
@@ -34,8 +39,22 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, workers=args.workers, progress=True, free_motion=args.free_motion,
         )  # fmt: skip
     except ValueError as error:
-        print(f"emoface mini-mead: error: {error}")
+        print(f"emoface mini-mead: error: {error}", file=sys.stderr)
         return 2
     count = len(list(root.glob("*/video/front/*/level_*/*.mp4")))
     print(f"wrote {count} clips to {root} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options (the limits :func:`~emoface.datamodules.mini_mead.make_mini_mead`
+    enforces too), or ``None``."""
+    if not 1 <= args.speakers <= 32:
+        return f"--speakers must be between 1 and 32, got {args.speakers}"
+    if args.clips < 1 or not args.seconds > 0:
+        return f"--clips must be >= 1 and --seconds > 0, got --clips {args.clips} --seconds {args.seconds}"
+    if args.size < 32 or args.size % 2:
+        return f"--size must be an even number of pixels >= 32, got {args.size}"
+    if args.workers is not None and args.workers < 0:
+        return f"--workers must be >= 0 (0: all cores), got {args.workers}"
+    return None

@@ -6,12 +6,14 @@ processes thousands of MEAD clips can record the reason and go on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -275,6 +277,115 @@ def _atomic_target(path: PathLike) -> tuple[Path, Path]:
     return target, target.with_name(f".{target.stem}.partial{target.suffix}")
 
 
+class VideoWriter:
+    """Encode an H.264 (yuv420p) mp4 chunk by chunk, so memory does not grow with the video's length.
+
+    The file is written under a temporary name beside ``path`` and renamed when :meth:`close`
+    completes; leaving the ``with`` block by an exception (or Ctrl-C) removes it, so ``path`` is
+    either the whole video or untouched::
+
+        with VideoWriter("out.mp4", fps=25, audio=wave) as writer:
+            for chunk in chunks:           # (t, H, W, 3) uint8 RGB, or float in [0, 1]
+                writer.write(chunk)
+
+    Args:
+        path: output file (``.mp4``).
+        fps: frame rate.
+        audio: optional float mono waveform ``(S,)`` in [-1, 1] at ``sample_rate`` (AAC track).
+        sample_rate: audio sample rate in Hz.
+        crf: x264 constant rate factor (0 lossless, 18 visually lossless, 23 default).
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        fps: float,
+        audio: np.ndarray | None = None,
+        sample_rate: int = 16000,
+        crf: int = 18,
+    ) -> None:
+        self.path, self.partial = _atomic_target(path)
+        self.fps = fps
+        self.audio = audio
+        self.sample_rate = sample_rate
+        self.crf = crf
+        self.frames_written = 0
+        self._container: av.container.OutputContainer | None = None
+        self._stream: Any = None
+        self._audio_stream: Any = None
+        self._rate = Fraction(fps).limit_denominator(1001)
+        self._size: tuple[int, int] | None = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, error_type: object, error: object, traceback: object) -> None:
+        if error_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    def _open(self, height: int, width: int) -> None:
+        try:
+            self._container = av.open(str(self.partial), mode="w", format="mp4")
+            stream = self._container.add_stream("libx264", rate=self._rate)
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+            # One encoder thread: x264's threaded encoding is not bit-reproducible, and datasets must be.
+            stream.codec_context.thread_count = 1
+            self._stream = stream
+            if self.audio is not None:
+                self._audio_stream = _add_audio_stream(self._container, self.sample_rate, "aac")
+        except av.FFmpegError as error:
+            self.discard()
+            raise MediaError(self.path, "cannot write", str(error)) from error
+        self._size = (height, width)
+
+    def write(self, frames: np.ndarray) -> None:
+        """Encode ``(t, H, W, 3)`` frames (uint8 RGB, or float in [0, 1]); H and W even and the same
+        in every call."""
+        frames = _check_frames(self.path, frames)
+        if self._container is None:
+            self._open(frames.shape[1], frames.shape[2])
+        elif frames.shape[1:3] != self._size:
+            raise ValueError(f"{self.path}: frames of {frames.shape[1:3]} after frames of {self._size}")
+        try:
+            for image in frames:
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+                frame.pts = self.frames_written
+                frame.time_base = Fraction(1, 1) / self._rate
+                self._container.mux(self._stream.encode(frame))
+                self.frames_written += 1
+        except av.FFmpegError as error:
+            self.discard()
+            raise MediaError(self.path, "cannot write", str(error)) from error
+
+    def close(self) -> Path:
+        """Flush the encoder, add the audio track, and move the file to :attr:`path`."""
+        if self._container is None:
+            raise ValueError(f"{self.path}: no frames were written")
+        try:
+            self._container.mux(self._stream.encode(None))
+            if self._audio_stream is not None:
+                _encode_audio(self._container, self._audio_stream, self.audio, self.sample_rate)
+            self._container.close()
+            self._container = None
+            os.replace(self.partial, self.path)
+        except av.FFmpegError as error:
+            self.discard()
+            raise MediaError(self.path, "cannot write", str(error)) from error
+        return self.path
+
+    def discard(self) -> None:
+        """Stop and remove the temporary file (nothing is left at :attr:`path` by this writer)."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):  # an encoder in any state: closing may fail too
+                self._container.close()
+            self._container = None
+        self.partial.unlink(missing_ok=True)
+
+
 def write_video(
     path: PathLike,
     frames: np.ndarray,
@@ -286,7 +397,7 @@ def write_video(
     """Write an H.264 (yuv420p) mp4, with an AAC audio track when ``audio`` is given.
 
     The file is written under a temporary name and renamed when complete, so an interrupted
-    write never leaves a partial file at ``path``.
+    write never leaves a partial file at ``path``. Long videos: :class:`VideoWriter`, chunk by chunk.
 
     Args:
         path: output file (``.mp4``).
@@ -297,32 +408,9 @@ def write_video(
         crf: x264 constant rate factor (0 lossless, 18 visually lossless, 23 default).
     """
     frames = _check_frames(path, frames)
-    target, partial = _atomic_target(path)
-    try:
-        with av.open(str(partial), mode="w", format="mp4") as container:
-            rate = Fraction(fps).limit_denominator(1001)
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
-            # One encoder thread: x264's threaded encoding is not bit-reproducible, and datasets must be.
-            stream.codec_context.thread_count = 1
-            audio_stream = _add_audio_stream(container, sample_rate, "aac") if audio is not None else None
-            for index, image in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-                frame.pts = index
-                frame.time_base = Fraction(1, 1) / rate
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-            if audio_stream is not None:
-                _encode_audio(container, audio_stream, audio, sample_rate)
-        os.replace(partial, target)
-    except av.FFmpegError as error:
-        partial.unlink(missing_ok=True)
-        raise MediaError(path, "cannot write", str(error)) from error
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
+    with VideoWriter(path, fps, audio=audio, sample_rate=sample_rate, crf=crf) as writer:
+        writer.write(frames)
+    return writer.path
 
 
 def write_audio(path: PathLike, audio: np.ndarray, sample_rate: int = 16000) -> Path:

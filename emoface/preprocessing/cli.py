@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from emoface.emotions import EMOTIONS
+
+BACKEND_NAMES = ("face_alignment", "dlib", "groundtruth")
+"""``emoface.preprocessing.backends.BACKENDS``, spelt out so ``--help`` needs no torch import
+(the tests check the two agree)."""
 
 HELP = "Extract landmarks, pose, gaze, crops and audio features from a MEAD tree into a cache."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``emoface preprocess``."""
-    from emoface.preprocessing.backends import BACKENDS
-
     parser.add_argument("--root", required=True, help="MEAD root: <actor>/video/front/<emotion>/level_<k>/<nnn>.mp4")
     parser.add_argument("--out", required=True, help="cache folder (manifest.csv, cache.json, clips/)")
-    parser.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+    parser.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default="auto",
                         help="landmark source: face_alignment (real data, 3D), dlib (real data, 2D lifted to 3D; "
                              "iBUG 300-W weights: no commercial use) or groundtruth (mini-MEAD sidecars); "
                              "auto: face_alignment when its weights are in the torch hub cache, else dlib")
@@ -46,13 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the preprocessing; exit code 0 unless no clip is usable (1) or the arguments are wrong (2)."""
+    # the arguments are checked before the heavy imports (torch, OpenCV): a typo is answered at once
+    if args.size < 16 or args.workers < 0 or args.batch_size < 1:
+        print("emoface preprocess: error: --size >= 16, --workers >= 0, --batch-size >= 1", file=sys.stderr)
+        return 2
+    if not Path(args.root).is_dir():
+        print(f"emoface preprocess: error: {args.root}: MEAD root not found (a folder)", file=sys.stderr)
+        return 2
+
     from emoface.preprocessing.backends import DlibWeightsError, FaceAlignmentWeightsError
     from emoface.preprocessing.pipeline import PreprocessOptions, format_summary, preprocess
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    if args.size < 16 or args.workers < 0 or args.batch_size < 1:
-        print("emoface preprocess: error: --size >= 16, --workers >= 0, --batch-size >= 1", file=sys.stderr)
-        return 2
     options = PreprocessOptions(
         backend=args.backend,
         fps=args.fps,
