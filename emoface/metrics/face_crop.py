@@ -19,6 +19,8 @@ truth - is cropped by the same rule from landmarks of the same extractor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from scipy.ndimage import median_filter
@@ -214,3 +216,130 @@ def face_crop(
     out = roi_align(x - PAD_VALUE, rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
     out = (out + PAD_VALUE).clamp(0, 255)
     return out.round().to(torch.uint8) if uint8 else out / 255.0
+
+
+# ------------------------------------------------------------------------------ own-face alignment
+
+TEMPLATES = ("mean_face", "eat")
+"""Templates of the own-face crop: emoface's mean face (:func:`face_template`) or EAT's ``base_68``."""
+
+EAT_ALIGN_POINTS: tuple[int, ...] = tuple(range(27, 45))
+"""The points EAT's evaluation fits its similarity on (``landmarks[27:45]``: nose and 9 eye points)."""
+
+EAT_WARP_SIZE, EAT_IMAGE_SIZE, EAT_SYNC_WARP_SIZE, EAT_SYNC_SIZE = 163, 128, 256, 224
+"""EAT's crops: a 163 warp cut ``[1:129, 1:129]`` (128) and a 256 warp cut ``[1:225, 1:225]`` (224)."""
+
+
+def eat_template_points() -> np.ndarray:
+    """EAT's 68-point template (its ``base_68.npy``) in pixels of a 163 x 163 frame, ``(68, 2)`` float64.
+
+    Shipped as package data (``emoface/data/eat_template_68.txt``, from yuangan/evaluation_eat).
+    """
+    from importlib import resources
+
+    text = resources.files("emoface").joinpath("data", "eat_template_68.txt").read_text()
+    points = np.loadtxt(text.splitlines(), dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"eat_template_68.txt: expected 68 x,y rows, got {points.shape}")
+    return points
+
+
+def crop_template(
+    name: str, size: int, purpose: str = "image", eye_distance: float = TEMPLATE_EYE_DISTANCE
+) -> np.ndarray:
+    """Template points ``(68, 2)`` float64 in pixels of a ``size`` crop (pixel centres at integers).
+
+    Args:
+        name: ``"mean_face"`` (:func:`face_template`; one layout at every size) or ``"eat"``: EAT's
+            template, for ``purpose="image"`` shifted by the ``[1:129]`` cut of its 163 warp (its 128
+            crop), for ``"sync"`` moved so points 27-44 centre at (112, 112) of a 256 warp and cut
+            ``[1:225]`` (its 224 crop); other sizes scale those crops.
+        size: crop side.
+        purpose: ``"image"`` (PSNR, SSIM, LPIPS, FID, LMD) or ``"sync"`` (SyncNet, emotion).
+        eye_distance: the mean face's outer-eye-corner distance / side.
+    """
+    if name == "mean_face":
+        return face_template(size, eye_distance)
+    if name != "eat":
+        raise ValueError(f"unknown template {name!r}; choose from {TEMPLATES}")
+    points = eat_template_points()
+    if purpose == "image":
+        base, side = points - 1.0, EAT_IMAGE_SIZE
+    elif purpose == "sync":
+        centre = points[list(EAT_ALIGN_POINTS)].mean(0)
+        base, side = points - centre + EAT_SYNC_SIZE / 2 - 1.0, EAT_SYNC_SIZE
+    else:
+        raise ValueError(f"purpose must be 'image' or 'sync', got {purpose!r}")
+    k = size / side
+    return (base + 0.5) * k - 0.5
+
+
+def similarity_to_template(landmarks: np.ndarray, template: np.ndarray, points: Sequence[int]) -> np.ndarray:
+    """Per-frame similarity ``(T, 2, 3)`` float64 mapping frame pixels onto ``template``, fitted as skimage does.
+
+    ``skimage.transform.SimilarityTransform.estimate(template[points], landmarks[points])`` (Umeyama
+    least squares from the template *to* the frame, EAT's call) gives the warp's inverse map; its
+    inverse is returned, so :func:`warp_faces` with these matrices equals ``skimage.transform.warp``
+    with that estimate (both sample the frame at the template->frame image of each crop pixel).
+
+    Args:
+        landmarks: ``(T, 68, D)`` (D >= 2) in frame pixels, finite.
+        template: ``(68, 2)`` crop pixels.
+        points: the fitted landmark indices.
+    """
+    pts = torch.as_tensor(np.asarray(landmarks, dtype=np.float64)[:, list(points), :2])
+    target = torch.as_tensor(np.asarray(template, dtype=np.float64)[list(points)]).expand_as(pts)
+    rotation, translation, scale = umeyama(target, pts)  # frame ~ s R template + t
+    inverse_rotation = rotation.transpose(-1, -2) / scale[:, None, None]
+    matrices = torch.cat([inverse_rotation, -(inverse_rotation @ translation[:, :, None])], -1)
+    return matrices.numpy()
+
+
+def smooth_matrices(matrices: np.ndarray, sigma: float) -> np.ndarray:
+    """Similarities ``(T, 2, 3)`` low-passed over time (Gaussian of ``sigma`` frames, edges repeated).
+
+    A similarity's matrix is linear in ``(a, b, tx, ty)`` (``[[a, -b, tx], [b, a, ty]]``), so the
+    average of similarities is one: smoothing keeps every crop a similarity of its frame while
+    detector jitter stops shaking it. ``sigma <= 0`` or one frame: unchanged.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    if sigma <= 0 or len(matrices) < 2:
+        return np.asarray(matrices, dtype=np.float64)
+    return gaussian_filter1d(np.asarray(matrices, dtype=np.float64), sigma, axis=0, mode="nearest")
+
+
+def fill_missing_matrices(matrices: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Matrices ``(T, 2, 3)`` of frames without a face (``found`` False) linearly interpolated in time
+    from the nearest frames with one (held constant before the first and after the last)."""
+    found = np.asarray(found, dtype=bool)
+    if found.all() or not found.any():
+        return np.asarray(matrices, dtype=np.float64)
+    t = np.arange(len(found))
+    flat = np.asarray(matrices, dtype=np.float64).reshape(len(found), -1)
+    out = np.stack([np.interp(t, t[found], flat[found, j]) for j in range(flat.shape[1])], 1)
+    return out.reshape(matrices.shape)
+
+
+def warp_faces_skimage(frames: Tensor, matrices: np.ndarray, size: int) -> Tensor:
+    """:func:`warp_faces` with ``skimage.transform.warp`` (bilinear, order 1; outside the frame 0), EAT's warp.
+
+    skimage warps ``img_as_float`` images (0-1); the result is brought back to uint8 by rounding ``x 255``.
+
+    Args:
+        frames: ``(T, 3, H, W)`` uint8 RGB (or ``(1, 3, H, W)``, one frame warped ``T`` times).
+        matrices: ``(T, 2, 3)`` frame pixels -> crop pixels.
+    """
+    from skimage.transform import AffineTransform, warp
+
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"expected (T, 3, H, W) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
+    images = frames.permute(0, 2, 3, 1).numpy()
+    out = []
+    for t, m in enumerate(matrices):
+        forward = np.vstack([np.asarray(m, np.float64), [0.0, 0.0, 1.0]])
+        image = images[min(t, len(images) - 1)].astype(np.float64) / 255.0
+        warped = warp(image, AffineTransform(matrix=forward).inverse, output_shape=(size, size), order=1,
+                      mode="constant", cval=0.0, preserve_range=True)  # fmt: skip
+        out.append(np.clip(np.round(warped * 255.0), 0, 255).astype(np.uint8))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
