@@ -354,7 +354,7 @@ def test_ground_truth_side_is_cached_and_keyed_by_the_protocol(bench_setup: dict
     assert np.isfinite(rows["source_frame"]["psnr"]) and rows["source_frame"]["ssim"] < 1.0
     protocol = json.loads((tmp_path / "b" / "protocol.json").read_text())
     assert protocol["ground_truth_cache"]["this_run"] == {"decoded": 0, "cached": 2}
-    assert protocol["face_crop"]["mode"] == "aligned" and "27-47" in protocol["face_crop"]["rule"]
+    assert protocol["face_crop"]["mode"] == "own" and "27-47" in protocol["face_crop"]["rule"]
     # A setting the ground truth depends on (here the crop mode: whole frames, the slow test's) gets
     # its own cache folder: computed afresh.
     nets = {k: v for k, v in _tiny_evaluators().items() if k != "fid_inception"}

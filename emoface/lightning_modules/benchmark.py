@@ -65,13 +65,20 @@ from emoface.metrics import build_fid_inception
 from emoface.metrics import functional as MF
 from emoface.metrics.face_crop import (
     ALIGN_POINTS,
+    EAT_ALIGN_POINTS,
     TEMPLATE_EYE_DISTANCE,
+    TEMPLATES,
     alignment_matrices,
     box_matrices,
+    crop_template,
     face_boxes,
+    fill_missing_matrices,
     rescale_matrices,
+    similarity_to_template,
+    smooth_matrices,
     transform_points,
     warp_faces,
+    warp_faces_skimage,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +98,11 @@ SCALARS: tuple[tuple[str, str, str], ...] = (
     ("gaze", "Gaze err", "down"),
 )
 ARROWS = {"up": "↑", "down": "↓", "zero": "→0"}
+UNITS = {"psnr": "dB", "offset": "frames", "m_lmd": "px", "f_lmd": "px", "pose": "°", "gaze": "°"}
+"""Units shown in the table's header (LMD: pixels of the ``image_size`` crop; offset: 25 fps frames)."""
+ROW_COUNTS = ("method", "clips", "expected", "missing", "unreadable", "too_short", "no_face", "wrong_rate",
+              "face_frames", "face_frames_searched")  # fmt: skip
+"""Per-row counts reported in protocol.json and results.csv."""
 METRIC_GROUPS = {  # config name -> scalar keys it produces
     "psnr": ("psnr",),
     "ssim": ("ssim",),
@@ -102,10 +114,19 @@ METRIC_GROUPS = {  # config name -> scalar keys it produces
     "pose": ("pose",),
     "gaze": ("gaze",),
 }
-STATUSES = ("ok", "missing", "unreadable", "too_short")
-CROPS = ("aligned", "box", "none")
+STATUSES = ("ok", "missing", "unreadable", "too_short", "no_face")
+CROPS = ("own", "ground_truth", "box", "none")
+CROP_ALIASES = {"aligned": "ground_truth"}
+"""Older names of crop modes (``aligned`` was the ground-truth warp before every video was aligned by its own face)."""
+NO_FACE_RULES = ("interpolate", "drop")
+WARPS = ("opencv", "skimage")
+FID_NETWORKS = ("pytorch_fid", "torchvision")
+FID_NETWORK_NAMES = {
+    "pytorch_fid": "pytorch-fid InceptionV3 pool3 (TF FID port)",
+    "torchvision": "torchvision ImageNet InceptionV3 avgpool (EAT's FID; not comparable to pytorch-fid's)",
+}
 LANDMARK_SOURCES = ("cache", "dlib", "face_alignment", "auto")
-GT_CACHE_VERSION = 1
+GT_CACHE_VERSION = 2
 """Bumped whenever what the ground-truth cache stores, or how, changes (old folders are then unused)."""
 
 
@@ -125,10 +146,14 @@ class RowScores(Metric):
         self.add_state("fid_sum", torch.zeros(fid_dims, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("fid_outer", torch.zeros(fid_dims, fid_dims, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("fid_count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        # frames where the alignment found a face, and frames looked at (own-face crop only)
+        self.add_state("faces", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, scores: dict[str, float], status: str, wrong_rate: bool = False,
-               emotion: int | None = None, features: Tensor | None = None) -> None:  # fmt: skip
-        """Add one clip: ``scores`` by :data:`SCALARS` key (absent or NaN: not scored)."""
+               emotion: int | None = None, features: Tensor | None = None,
+               faces: tuple[int, int] | None = None) -> None:  # fmt: skip
+        """Add one clip: ``scores`` by :data:`SCALARS` key (absent or NaN: not scored); ``faces``:
+        ``(frames with a face, frames searched)`` of its video."""
         for i, (key, _, _) in enumerate(SCALARS):
             value = scores.get(key)
             if value is not None and not math.isnan(value):  # inf is a score (PSNR of a copy)
@@ -144,6 +169,8 @@ class RowScores(Metric):
             self.fid_sum += feats.sum(0)
             self.fid_outer += feats.T @ feats
             self.fid_count += feats.shape[0]
+        if faces is not None:
+            self.faces += torch.tensor(faces, dtype=torch.float64, device=self.faces.device)
 
     def compute(self) -> dict[str, Tensor]:
         return {name: getattr(self, name).clone() for name in self._defaults}
@@ -185,6 +212,46 @@ def _resize_frames(frames: Tensor, height: int, width: int) -> Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+class _Heartbeat:
+    """Rank 0's progress line, ``benchmark: 3/50 clips (...), elapsed 0:01:40, ETA 0:26:00, now <clip> <row>``,
+    printed by a daemon thread every ``every`` seconds, so a slow clip never leaves the log silent."""
+
+    def __init__(self, shard: int, total: int, world: int, every: float) -> None:
+        import threading
+        import time
+
+        self.shard, self.total, self.world, self.every = shard, total, world, every
+        self.done, self.now, self.row = 0, "", ""
+        self._start = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="benchmark-progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def advance(self) -> None:
+        self.done += 1
+
+    def line(self) -> str:
+        import time
+
+        from emoface.progress import format_seconds
+
+        elapsed = time.perf_counter() - self._start
+        eta = format_seconds(elapsed / self.done * (self.shard - self.done)) if self.done else "?"
+        share = f" (rank 0's share of {self.total} clips over {self.world} ranks)" if self.world > 1 else ""
+        now = f", now {self.now} {self.row}".rstrip() if self.now and self.done < self.shard else ""
+        return (f"benchmark: {self.done}/{self.shard} clips done{share}, elapsed {format_seconds(elapsed)}, "
+                f"ETA {eta}{now}")  # fmt: skip
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            print(self.line(), flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class Benchmark(L.LightningModule):
     """MEAD benchmark over :class:`emoface.datamodules.method_videos.BenchmarkDataModule` (test loop only).
 
@@ -202,12 +269,37 @@ class Benchmark(L.LightningModule):
         emotion_labels: class names of the classifier's outputs (default: the file's own).
         lpips_random_backbone: a random LPIPS backbone (plumbing tests only; numbers meaningless).
         fid_inception, syncnet, emotion_net: evaluator networks given directly (Python use).
-        fid_dims: feature size of ``fid_inception`` (2048 for pytorch-fid's).
-        crop: ``"aligned"`` (the shared similarity-aligned face crop above), ``"box"``
-            (syncnet_python's box rule from the ground truth's landmarks) or ``"none"`` (whole
-            frames, resized; for caches whose frames are the very crops the evaluators were trained on).
+        fid_dims: feature size of ``fid_inception`` (2048 for pytorch-fid's and torchvision's).
+        fid_network: ``"pytorch_fid"`` (pytorch-fid's InceptionV3, the TF FID port) or
+            ``"torchvision"`` (torchvision's ImageNet InceptionV3, EAT's; its FID is not comparable
+            to pytorch-fid figures, and the table says which one ran).
+        crop: ``"own"`` (default: every video, ground truth included, aligned by the landmarks
+            detected on its own frames), ``"ground_truth"`` (the ground truth's per-frame warp cuts
+            every row; reconstructions that share the cache's framing; ``"aligned"`` is its old
+            name), ``"box"`` (syncnet_python's box rule from the ground truth's landmarks) or
+            ``"none"`` (whole frames, resized; for caches whose frames are the very crops the
+            evaluators were trained on).
         emotion_size: crop side for the emotion classifier (default: ``sync_size``).
-        template_eye_distance: the aligned crop's outer-eye-corner distance as a fraction of its side.
+        template_eye_distance: the mean-face template's outer-eye-corner distance as a fraction of its side.
+        template: the alignment template, ``"mean_face"`` or ``"eat"`` (EAT's ``base_68``, see
+            :func:`emoface.metrics.face_crop.crop_template`).
+        align_points: landmark indices the similarity is fitted on (default: 27-47 for the mean
+            face, 27-44 for EAT's template, as EAT slices ``[27:45]``).
+        align_smooth: own crop: Gaussian sigma (frames) the per-frame similarities are smoothed with
+            over time (0: none, EAT's).
+        align_detector: own crop: the face detector of the alignment, ``"dlib"``,
+            ``"face_alignment"`` or ``"auto"`` (face_alignment when its weights are cached, else dlib).
+        no_face: own crop: frames where the detector finds no face are ``"interpolate"``d (their
+            transform linearly interpolated from the nearest frames with a face, held at the
+            ends; the frame is kept, so timing is intact) or ``"drop"``ped (EAT's rule; the video
+            is shorter).
+        min_face_coverage: own crop: a video with a face in fewer than this fraction of its
+            frames is not scored (status ``no_face``; counted in the row).
+        warp: ``"opencv"`` (warpAffine, bilinear, replicated border) or ``"skimage"``
+            (``skimage.transform.warp``, bilinear, black outside the frame: EAT's).
+        protocol_name: the protocol's name, printed over the table and in protocol.json.
+        progress_seconds: rank 0 prints clips done / total with an ETA at least this often while
+            testing (``None``: ``$EMOFACE_PROGRESS_SECONDS`` or 30; 0: never).
         landmarks: where M-LMD/F-LMD, pose and gaze landmarks come from: ``"cache"`` (ground truth:
             the preprocessed cache's; methods: an ``.npz`` sidecar) or a detector run on every
             row's image crops, ground truth included: ``"dlib"``, ``"face_alignment"``, ``"auto"``.
@@ -238,13 +330,23 @@ class Benchmark(L.LightningModule):
         syncnet: nn.Module | None = None,
         emotion_net: nn.Module | None = None,
         fid_dims: int = 2048,
-        crop: str = "aligned",
+        crop: str = "own",
         emotion_size: int | None = None,
         template_eye_distance: float = TEMPLATE_EYE_DISTANCE,
         landmarks: str = "cache",
         landmark_detector: Any | None = None,
         gt_cache: bool = True,
         gt_cache_dir: str | None = None,
+        fid_network: str = "pytorch_fid",
+        template: str = "mean_face",
+        align_points: list[int] | None = None,
+        align_smooth: float = 1.0,
+        align_detector: str = "auto",
+        no_face: str = "interpolate",
+        min_face_coverage: float = 0.5,
+        warp: str = "opencv",
+        protocol_name: str = "emoface",
+        progress_seconds: float | None = None,
     ) -> None:
         super().__init__()
         unknown = [m for m in metrics if m not in METRIC_GROUPS]
@@ -256,11 +358,25 @@ class Benchmark(L.LightningModule):
         self.image_size, self.sync_size = image_size, sync_size
         self.fid_frames, self.min_coverage, self.lmd_normalize = fid_frames, min_coverage, lmd_normalize
         self.fid_dims = fid_dims
-        if crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
-        if landmarks not in LANDMARK_SOURCES:
-            raise ValueError(f"landmarks must be one of {LANDMARK_SOURCES}, got {landmarks!r}")
+        crop = CROP_ALIASES.get(crop, crop)
+        for name, value, choices in (("crop", crop, CROPS), ("landmarks", landmarks, LANDMARK_SOURCES),
+                                     ("template", template, TEMPLATES), ("no_face", no_face, NO_FACE_RULES),
+                                     ("warp", warp, WARPS), ("fid_network", fid_network, FID_NETWORKS)):  # fmt: skip
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if not 0.0 <= min_face_coverage <= 1.0:
+            raise ValueError(f"min_face_coverage must be in [0, 1], got {min_face_coverage}")
         self.crop = crop
+        self.template_name, self.no_face, self.warp_backend = template, no_face, warp
+        default_points = EAT_ALIGN_POINTS if template == "eat" else ALIGN_POINTS
+        self.align_points = tuple(int(i) for i in (align_points if align_points is not None else default_points))
+        if not self.align_points or min(self.align_points) < 0 or max(self.align_points) > 67:
+            raise ValueError(f"align_points must be iBUG-68 indices 0-67, got {align_points}")
+        self.align_smooth, self.min_face_coverage = float(align_smooth), float(min_face_coverage)
+        self.fid_network, self.protocol_name = fid_network, protocol_name
+        from emoface.progress import progress_seconds as default_progress_seconds
+
+        self.progress_seconds = default_progress_seconds() if progress_seconds is None else float(progress_seconds)
         self.emotion_size = emotion_size or sync_size
         self.template_eye_distance = template_eye_distance
         self.landmarks_mode = landmarks
@@ -270,8 +386,9 @@ class Benchmark(L.LightningModule):
         self.weight_files: dict[str, str] = {}
         self.lpips = self._load("lpips", "lpips_alex", lpips_weights, lambda: self._build_lpips(lpips_weights,
                                 lpips_random_backbone))  # fmt: skip
+        fid_key = "fid_inception" if fid_network == "pytorch_fid" else "fid_inception_torchvision"
         self.inception = fid_inception or self._load(
-            "fid", "fid_inception", fid_weights, lambda: build_fid_inception(fid_weights))
+            "fid", fid_key, fid_weights, lambda: self._build_inception(fid_network, fid_weights))
         self.syncnet = syncnet or self._load("lse", "syncnet", syncnet_weights, lambda: self._build_syncnet(
             syncnet_weights, syncnet_args))  # fmt: skip
         self.emotion_net = emotion_net or self._load("emotion", "emotion_fan", emotion_weights,
@@ -280,6 +397,14 @@ class Benchmark(L.LightningModule):
         self._own_detector = landmark_detector is None
         if landmarks != "cache" and self._wants_landmarks():
             self._load_detector(landmarks, landmark_detector)
+        self.align_detector_name = align_detector
+        self.aligner, self.aligner_identity = None, None
+        self._own_aligner = landmark_detector is None
+        if crop == "own":
+            self._load_aligner(align_detector, landmark_detector)
+        self._memo: dict[tuple[Any, ...], tuple[np.ndarray, bool]] = {}
+        self._heartbeat: _Heartbeat | None = None
+        self.gt_counts_all = dict(self.gt_counts)
         labels = emotion_labels or getattr(self.emotion_net, "labels", None) or EMOTIONS
         self.emotion_labels = tuple(labels)
         for net in (self.lpips, self.inception, self.syncnet, self.emotion_net):
@@ -296,6 +421,14 @@ class Benchmark(L.LightningModule):
         from emoface.metrics import build_lpips
 
         return build_lpips("alex", weights, random_backbone)
+
+    @staticmethod
+    def _build_inception(network: str, weights: str | None) -> nn.Module:
+        if network == "torchvision":
+            from emoface.metrics.fid import build_torchvision_inception
+
+            return build_torchvision_inception(weights)
+        return build_fid_inception(weights)
 
     @staticmethod
     def _build_syncnet(weights: str | None, args: dict[str, Any] | None) -> nn.Module:
@@ -354,11 +487,40 @@ class Benchmark(L.LightningModule):
                 identity[key] = getattr(self.detector, key)
         self.detector_identity = identity
 
+    def _load_aligner(self, name: str, given: Any | None) -> None:
+        """The face detector of the own-face crop (every row's frames, ground truth included).
+
+        Raises:
+            FileNotFoundError: its weights are missing (the message names the file); without a
+                detector no row can be cropped, so this is an error, not an n/a.
+        """
+        from emoface.preprocessing.backends import default_backend, make_backend
+
+        resolved = default_backend() if name == "auto" else name
+        if given is not None:
+            self.aligner = given
+        elif self.detector is not None and getattr(self.detector, "name", None) == resolved:
+            self.aligner = self.detector  # one detector object for both passes
+        else:
+            self.aligner = make_backend(resolved, device="auto")
+        backend = getattr(self.aligner, "name", name)
+        identity: dict[str, Any] = {"backend": backend, "class": type(self.aligner).__name__}
+        predictor = getattr(self.aligner, "predictor_path", None)
+        if predictor is not None:  # dlib: the shape predictor (iBUG 300-W, non-commercial licence)
+            identity["weights"] = f"{predictor} sha256:{_sha256(Path(predictor))}"
+        for key in ("upsample", "detect_size", "min_score", "flip_input"):
+            if hasattr(self.aligner, key):
+                identity[key] = getattr(self.aligner, key)
+        self.aligner_identity = identity
+
     def __getstate__(self) -> dict[str, Any]:
         # A detector built here (dlib, face-alignment) may not pickle: spawned ranks build their own in setup.
         state = dict(super().__getstate__())
         if state.get("_own_detector"):
             state["detector"] = None
+        if state.get("_own_aligner"):
+            state["aligner"] = None
+        state.pop("_heartbeat", None)
         return state
 
     def train(self, mode: bool = True) -> Benchmark:
@@ -391,23 +553,31 @@ class Benchmark(L.LightningModule):
             os.replace(tmp, self.gt_folder / "settings.json")  # ranks write the same file: atomically
         if self.detector is None and self.detector_identity is not None:  # unpickled in a spawned process
             self._load_detector(self.landmarks_mode, None)
+        if self.crop == "own" and self.aligner is None:  # unpickled in a spawned process
+            self._load_aligner(self.aligner_identity["backend"] if self.aligner_identity else self.align_detector_name,
+                               None)  # fmt: skip
 
     def gt_settings(self) -> dict[str, Any]:
         """Every setting the cached ground-truth side depends on (its hash names the cache folder)."""
         dm = self.trainer.datamodule
         inception = None
         if self.enabled("fid"):
-            inception = self.weight_files.get("fid_inception") or _module_digest(self.inception)
+            inception = (self.weight_files.get("fid_inception") or self.weight_files.get("fid_inception_torchvision")
+                         or _module_digest(self.inception))  # fmt: skip
         return {
             "version": GT_CACHE_VERSION,
             "mead_cache": str(Path(dm.cache_dir).expanduser().resolve()),
             "crop": self.crop, "template_eye_distance": self.template_eye_distance,
-            "align_points": list(ALIGN_POINTS), "image_size": self.image_size, "sync_size": self.sync_size,
+            "template": self.template_name, "align_points": list(self.align_points),
+            "own": {"smooth": self.align_smooth, "no_face": self.no_face, "min_face_coverage": self.min_face_coverage,
+                    "detector": self.aligner_identity} if self.crop == "own" else None,
+            "warp": self.warp_backend, "image_size": self.image_size, "sync_size": self.sync_size,
             "emotion_size": self.emotion_size,
             "landmarks": self.landmarks_mode if self._wants_landmarks() else None,
             "detector": self.detector_identity if self._wants_landmarks() else None,
             "pose": self.enabled("pose") or self.enabled("gaze"), "gaze": self.enabled("gaze"),
-            "fid": {"frames": self.fid_frames, "inception": inception, "dims": self.fid_dims} if inception else None,
+            "fid": {"frames": self.fid_frames, "inception": inception, "dims": self.fid_dims,
+                    "network": self.fid_network} if inception else None,
         }  # fmt: skip
 
     def _wants_landmarks(self) -> bool:
@@ -438,8 +608,7 @@ class Benchmark(L.LightningModule):
 
     def _detect(self, crops: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks ``(T, 68, 3)`` float32 and found flags ``(T,)`` of image crops, by the configured detector."""
-        landmarks, found = self.detector.landmarks_from_chunks([crops.permute(0, 2, 3, 1).numpy()])
-        return landmarks.astype(np.float32), found.astype(bool)
+        return self._detect_frames(crops, self.detector)
 
     def _pose_gaze(self, crops: Tensor, landmarks: np.ndarray, found: np.ndarray) -> dict[str, np.ndarray]:
         """Head rotation ``(T, 3, 3)`` and gaze ``(T, 2, 2)`` (+ confidence ``(T, 2)``) from crop landmarks; frames
@@ -460,14 +629,86 @@ class Benchmark(L.LightningModule):
             out["gaze"][found], out["gaze_confidence"][found] = gaze["gaze"], gaze["gaze_confidence"]
         return out
 
+    # ------------------------------------------------------------------------------ own-face alignment
+    def _detect_frames(self, frames: Tensor, detector: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks ``(T, 68, 3)`` float32 (frame pixels) and found flags ``(T,)`` of ``frames (T, 3, H, W)``
+        uint8 by ``detector``; identical frames (a row that copies another's pixels, a still frame)
+        are detected once per clip."""
+        images = frames.permute(0, 2, 3, 1).numpy()
+        keys = [(id(detector), image.shape, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+                for image in images]  # fmt: skip
+        todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        if todo:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            batch = np.stack([images[first[k]] for k in todo])
+            landmarks, found = detector.landmarks_from_chunks([batch])
+            for k, lm, ok in zip(todo, landmarks, found):
+                self._memo[k] = (np.asarray(lm, np.float32), bool(ok))
+        out = np.zeros((len(images), 68, 3), np.float32)
+        flags = np.zeros(len(images), bool)
+        for i, k in enumerate(keys):
+            out[i], flags[i] = self._memo[k]
+        return out, flags
+
+    def _own_alignment(self, frames: Tensor) -> dict[str, Any]:
+        """Crop matrices of a video aligned by the landmarks detected on its own frames.
+
+        Per frame with a face, the similarity (skimage's estimate) of its points :attr:`align_points`
+        onto the template; frames without one interpolated or dropped (:attr:`no_face`); then
+        smoothed over time (:attr:`align_smooth`).
+
+        Args:
+            frames: ``(T, 3, H, W)`` uint8, any size.
+
+        Returns:
+            ``found`` (frames with a face), ``total`` (T), ``ok`` (coverage at least
+            :attr:`min_face_coverage`); when ok, ``keep (K,)`` the frame indices kept and ``img``,
+            ``sync``, ``emo`` ``(K, 2, 3)`` frame -> crop matrices at ``image_size``, ``sync_size``,
+            ``emotion_size``.
+        """
+        landmarks, found = self._detect_frames(frames, self.aligner)
+        total, count = len(found), int(found.sum())
+        out: dict[str, Any] = {"found": count, "total": total,
+                               "ok": count > 0 and count >= self.min_face_coverage * total}  # fmt: skip
+        if not out["ok"]:
+            return out
+        keep = np.flatnonzero(found) if self.no_face == "drop" else np.arange(total)
+        out["keep"] = keep
+        for key, size, purpose in (("img", self.image_size, "image"), ("sync", self.sync_size, "sync"),
+                                   ("emo", self.emotion_size, "sync")):  # fmt: skip
+            template = crop_template(self.template_name, size, purpose, self.template_eye_distance)
+            matrices = np.zeros((total, 2, 3))
+            matrices[found] = similarity_to_template(landmarks[found], template, self.align_points)
+            out[key] = smooth_matrices(fill_missing_matrices(matrices, found)[keep], self.align_smooth)
+        return out
+
+    def _warp(self, frames: Tensor, matrices: np.ndarray, size: int) -> Tensor:
+        """Own crop: frame ``t`` (or the one frame) warped by ``matrices[t]`` into ``(len(matrices), 3, size, size)``."""
+        if self.warp_backend == "skimage":
+            return warp_faces_skimage(frames, matrices, size)
+        return warp_faces(frames, matrices, size, "replicate")
+
+    def _own_crops(self, frames: Tensor, alignment: dict[str, Any], picked: np.ndarray) -> dict[str, Tensor]:
+        """Own crop of kept ``frames (K, 3, H, W)``: ``img`` at frames ``picked``, ``sync``/``emo`` at every frame."""
+        crops = {"img": self._warp(frames[torch.from_numpy(picked)], alignment["img"][picked], self.image_size),
+                 "sync": self._warp(frames, alignment["sync"], self.sync_size)}  # fmt: skip
+        crops["emo"] = crops["sync"] if self.emotion_size == self.sync_size else self._warp(
+            frames, alignment["emo"], self.emotion_size)  # fmt: skip
+        return crops
+
+    # ------------------------------------------------------------------------------ ground truth
     def ground_truth(self, item: dict[str, Any]) -> dict[str, Any]:
         """The clip's ground-truth side, from the on-disk cache or computed (and cached) from its frames.
 
         Returns:
-            ``img (T, 3, S, S)``, ``sync``, ``emo`` crops (uint8 tensors), ``matrices (T, 2, 3)`` frame ->
-            ``image_size`` crop, ``landmarks (T, 68, 3)`` in crop pixels and ``found (T,)`` (absent
-            without landmark metrics), ``rotation``, ``gaze``, ``gaze_confidence`` (with pose/gaze),
-            ``fid (k, D)`` float64 (with FID), ``source (3, H, W)`` the clip's first frame, ``shape (H, W)``.
+            ``img (K, 3, S, S)``, ``sync``, ``emo`` crops (uint8 tensors) of the ``K`` frames kept
+            (``keep (K,)``: all but, with ``no_face: drop``, those without a face), ``matrices
+            (K, 2, 3)`` frame -> ``image_size`` crop, ``landmarks (K, 68, 3)`` in crop pixels and
+            ``found (K,)`` (absent without landmark metrics), ``rotation``, ``gaze``,
+            ``gaze_confidence`` (with pose/gaze), ``fid (k, D)`` float64 (with FID), ``source (3, H,
+            W)`` its first kept frame, ``shape (H, W)``, ``faces (2,)`` frames with a face / frames
+            (own crop; ``0, 0`` otherwise); ``no_face`` True (and no crops) when the ground truth's
+            own face is found in too few frames to align it.
         """
         clip_file = Path(item["clip_path"])
         stat = clip_file.stat()
@@ -488,16 +729,31 @@ class Benchmark(L.LightningModule):
         frames = frames.permute(0, 3, 1, 2).contiguous()
         self.gt_counts["decoded"] += 1
         h, w = frames.shape[-2:]
-        matrices = self._crop_matrices(item["landmarks"], h, w)
-        img = self._cut(frames, matrices, self.image_size)
-        arrays: dict[str, Any] = {"img": img.numpy(), "matrices": matrices, "source": frames[0].numpy(),
-                                  "shape": np.array([h, w])}  # fmt: skip
-        arrays["sync"] = self._cut(frames, matrices, self.sync_size).numpy()
-        arrays["emo"] = arrays["sync"] if self.emotion_size == self.sync_size else self._cut(
-            frames, matrices, self.emotion_size).numpy()  # fmt: skip
+        arrays: dict[str, Any] = {"shape": np.array([h, w]), "faces": np.zeros(2, np.int64)}
+        if self.crop == "own":
+            alignment = self._own_alignment(frames)
+            arrays["faces"] = np.array([alignment["found"], alignment["total"]])
+            if not alignment["ok"]:
+                arrays["no_face"] = np.array(True)
+                return self._save_gt(path, stamp, arrays)
+            keep = alignment["keep"]
+            kept = frames[torch.from_numpy(keep)]
+            crops = self._own_crops(kept, alignment, np.arange(len(keep)))
+            matrices = alignment["img"]
+        else:
+            keep, kept = np.arange(frames.shape[0]), frames
+            matrices = self._crop_matrices(item["landmarks"], h, w)
+            crops = {"img": self._cut(frames, matrices, self.image_size),
+                     "sync": self._cut(frames, matrices, self.sync_size)}  # fmt: skip
+            crops["emo"] = crops["sync"] if self.emotion_size == self.sync_size else self._cut(
+                frames, matrices, self.emotion_size)  # fmt: skip
+        img = crops["img"]
+        arrays |= {"img": img.numpy(), "sync": crops["sync"].numpy(), "emo": crops["emo"].numpy(),
+                   "matrices": matrices, "keep": keep, "source": kept[0].numpy()}  # fmt: skip
         if self._wants_landmarks():
             if self.landmarks_mode == "cache":
-                landmarks, found = transform_points(item["landmarks"], matrices), np.ones(len(matrices), bool)
+                cached = np.asarray(item["landmarks"])[keep]
+                landmarks, found = transform_points(cached, matrices), np.ones(len(matrices), bool)
             else:
                 landmarks, found = self._detect(img)
             arrays["landmarks"], arrays["found"] = landmarks, found
@@ -505,6 +761,9 @@ class Benchmark(L.LightningModule):
                 arrays |= self._pose_gaze(img, landmarks, found)
         if self.enabled("fid"):
             arrays["fid"] = self._fid_features(img.to(self.device)).cpu().numpy()
+        return self._save_gt(path, stamp, arrays)
+
+    def _save_gt(self, path: Path, stamp: str, arrays: dict[str, Any]) -> dict[str, Any]:
         if self.gt_cache:
             tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
             np.savez(tmp, stamp=np.array(stamp), **arrays)
@@ -515,8 +774,11 @@ class Benchmark(L.LightningModule):
     def _gt_tensors(arrays: dict[str, Any]) -> dict[str, Any]:
         out = dict(arrays)
         for key in ("img", "sync", "emo", "source"):
-            out[key] = torch.from_numpy(np.ascontiguousarray(arrays[key]))
+            if key in arrays:
+                out[key] = torch.from_numpy(np.ascontiguousarray(arrays[key]))
         out["shape"] = tuple(int(v) for v in arrays["shape"])
+        out["faces"] = tuple(int(v) for v in arrays["faces"])
+        out["no_face"] = bool(arrays.get("no_face", False))
         return out
 
     def _fid_features(self, crops: Tensor) -> Tensor:
@@ -524,31 +786,58 @@ class Benchmark(L.LightningModule):
         picked = crops[torch.from_numpy(evenly_spaced(crops.shape[0], count))]
         return MF.inception_features(self.inception, picked).double()
 
+    # ------------------------------------------------------------------------------ one clip, every row
     def test_step(self, item: dict[str, Any], batch_idx: int) -> None:
+        self._memo = {}  # detections of identical frames, within this clip
+        if self._heartbeat is not None:
+            self._heartbeat.now = item["clip"]
         gt = self.ground_truth(item)
+        if gt["no_face"]:
+            found, total = gt["faces"]
+            for name in self.row_names:
+                row = {"method": name, "clip": item["clip"], "frames": "", "note": "",
+                       "status": f"no_face: the ground truth has a face in {found} of {total} frames"}  # fmt: skip
+                self._finish(name, row, {}, item, False, gt["faces"] if name == "ground_truth" else None)
+            self._clip_done()
+            return
         t = gt["img"].shape[0]
         h, w = gt["shape"]
         matrices = gt["matrices"]
+        own_crop = self.crop == "own"
         if self.enabled("fid"):
             self.real_fid.update({}, "ok", features=torch.from_numpy(gt["fid"]))
         for name in self.row_names:
             row: dict[str, Any] = {"method": name, "clip": item["clip"], "status": "ok", "frames": "", "note": ""}
-            wrong_rate = False
+            wrong_rate, faces = False, None
+            if self._heartbeat is not None:
+                self._heartbeat.row = name
             if name == "ground_truth":
                 row["frames"] = f"{t}/{t}"
-                gi = np.arange(t)
-                crops = {"img": gt["img"], "sync": gt["sync"], "emo": gt["emo"]}
+                faces = gt["faces"] if own_crop else None
                 landmarks = (gt["landmarks"], gt["found"]) if "landmarks" in gt else None
-                scores = self._score(crops, gi, landmarks, None, item, gt)
-                self._finish(name, row, scores, item, wrong_rate)
+                crops = {"img": gt["img"], "sync": gt["sync"], "emo": gt["emo"]}
+                scores = self._score(crops, np.arange(t), landmarks, None, item, gt)
+                self._finish(name, row, scores, item, wrong_rate, faces)
                 continue
             if name == "source_frame":
                 # Frame 0 is the ground truth's own frame: image and landmark metrics skip it
                 # (PSNR would be inf there); sync and emotion see the whole still clip.
                 gi = np.arange(1, t)
+                row["frames"] = f"{t}/{t}"
+                if own_crop:  # the still frame aligned by its own face is the ground truth's first crop
+                    crops = {key: gt[key][:1].expand(n, -1, -1, -1)
+                             for key, n in (("img", len(gi)), ("sync", t), ("emo", t))}  # fmt: skip
+                    landmarks = None
+                    if self._wants_landmarks() and "landmarks" in gt:
+                        if self.landmarks_mode != "cache":
+                            landmarks = self._detect(crops["img"])
+                        else:
+                            landmarks = (np.repeat(gt["landmarks"][:1], len(gi), 0), np.ones(len(gi), bool))
+                    scores = self._score(crops, gi, landmarks, None, item, gt)
+                    self._finish(name, row, scores, item, wrong_rate, faces)
+                    continue
                 frames, own, audio = gt["source"][None], np.arange(t), None
                 sidecar = item["landmarks"][:1].expand(len(gi), -1, -1)
-                row["frames"] = f"{t}/{t}"
             else:
                 video = item["methods"][name]
                 row["path"] = video.get("path", "")
@@ -562,10 +851,41 @@ class Benchmark(L.LightningModule):
                 if fps is not None and abs(fps - self.trainer.datamodule.fps) > 0.01:
                     wrong_rate = True
                     row["note"] = f"resampled from {fps:g} fps"
+                if own_crop:
+                    alignment = self._own_alignment(frames)
+                    faces = (alignment["found"], alignment["total"])
+                    row["faces"] = f"{faces[0]}/{faces[1]}"
+                    if not alignment["ok"]:
+                        row["status"] = (f"no_face: a face in {faces[0]} of {faces[1]} frames "
+                                         f"(at least {self.min_face_coverage:g} needed)")  # fmt: skip
+                        self._finish(name, row, {}, item, wrong_rate, faces)
+                        continue
+                    keep = torch.from_numpy(alignment["keep"])
+                    frames = frames[keep]
+                    sidecar = None if sidecar is None else sidecar[keep]
+                    if faces[0] < faces[1]:
+                        rule = "interpolated" if self.no_face == "interpolate" else "dropped"
+                        row["note"] = "; ".join(filter(None, [row["note"], f"no face in {faces[1] - faces[0]} "
+                                                              f"of {faces[1]} frames ({rule})"]))  # fmt: skip
                 tm = frames.shape[0]
                 if tm < max(MF.SYNCNET_WINDOW + 1, math.ceil(self.min_coverage * t)):
                     row["status"] = f"too_short: {tm} of {t} frames"
-                    self._finish(name, row, {}, item, wrong_rate)
+                    self._finish(name, row, {}, item, wrong_rate, faces)
+                    continue
+                row["frames"] = f"{tm}/{t}"
+                n = min(t, tm)
+                gi, mi = evenly_spaced(t, n), evenly_spaced(tm, n)
+                if own_crop:
+                    crops = self._own_crops(frames, alignment, mi)
+                    landmarks = None
+                    if self._wants_landmarks():
+                        if self.landmarks_mode != "cache":
+                            landmarks = self._detect(crops["img"])
+                        elif sidecar is not None:  # in the video's own pixels
+                            landmarks = (transform_points(sidecar[torch.from_numpy(mi)], alignment["img"][mi]),
+                                         np.ones(len(mi), bool))  # fmt: skip
+                    scores = self._score(crops, gi, landmarks, audio, item, gt)
+                    self._finish(name, row, scores, item, wrong_rate, faces)
                     continue
                 if sidecar is not None:
                     sidecar = sidecar.clone()
@@ -573,9 +893,6 @@ class Benchmark(L.LightningModule):
                     sidecar[..., 1] *= h / frames.shape[-2]
                     sidecar[..., 2] *= w / frames.shape[-1]
                 frames = _resize_frames(frames, h, w)
-                row["frames"] = f"{tm}/{t}"
-                n = min(t, tm)
-                gi, mi = evenly_spaced(t, n), evenly_spaced(tm, n)
                 frames = {"aligned": frames[torch.from_numpy(mi)], "all": frames}
                 sidecar = None if sidecar is None else sidecar[torch.from_numpy(mi)]
                 # Sync and emotion see the method's own timing: frame k cut with the clip's frame-k crop.
@@ -594,6 +911,7 @@ class Benchmark(L.LightningModule):
                     landmarks = (transform_points(sidecar, matrices[gi]), np.ones(len(gi), bool))
             scores = self._score(crops, gi, landmarks, audio, item, gt)
             self._finish(name, row, scores, item, wrong_rate)
+        self._clip_done()
 
     def _score(self, crops: dict[str, Tensor], gi: np.ndarray, landmarks: tuple[np.ndarray, np.ndarray] | None,
                audio: Tensor | None, item: dict[str, Any], gt: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
@@ -658,7 +976,7 @@ class Benchmark(L.LightningModule):
         return scores
 
     def _finish(self, name: str, row: dict[str, Any], scores: dict[str, Any], item: dict[str, Any],
-                wrong_rate: bool) -> None:  # fmt: skip
+                wrong_rate: bool, faces: tuple[int, int] | None = None) -> None:  # fmt: skip
         features = scores.pop("features", None)
         notes = [scores.pop(k) for k in ("lse_note", "landmark_note") if k in scores]
         if wrong_rate:
@@ -667,11 +985,30 @@ class Benchmark(L.LightningModule):
         row["emotion"] = EMOTIONS[int(item["emotion"])]
         row["emotion_pred"] = scores.pop("emotion_pred", "")
         row |= {key: scores.get(key, float("nan")) for key, _, _ in SCALARS}
-        self.rows[name].update(scores, row["status"], wrong_rate, int(item["emotion"]), features)
+        if faces is not None:
+            row["faces"] = f"{faces[0]}/{faces[1]}"
+        self.rows[name].update(scores, row["status"], wrong_rate, int(item["emotion"]), features, faces)
         self._per_clip.append(row)
+
+    def _clip_done(self) -> None:
+        self._memo = {}
+        if self._heartbeat is not None:
+            self._heartbeat.advance()
 
     def on_test_epoch_start(self) -> None:
         self._per_clip = []
+        self._heartbeat = None
+        if self.trainer.is_global_zero and self.progress_seconds > 0:
+            total = len(self.trainer.datamodule.test_entries)
+            world = self.trainer.world_size
+            shard = len(range(0, total, world))  # rank 0's share (ShardSampler: clips 0, world, 2 world ...)
+            self._heartbeat = _Heartbeat(shard, total, world, self.progress_seconds)
+            self._heartbeat.start()
+
+    def on_test_end(self) -> None:
+        if getattr(self, "_heartbeat", None) is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
 
     def on_test_epoch_end(self) -> None:
         states = {name: metric.compute() for name, metric in self.rows.items()}  # synced over ranks
@@ -682,6 +1019,14 @@ class Benchmark(L.LightningModule):
             torch.distributed.all_gather_object(gathered, rows)
             rows = [r for part in gathered for r in (part or [])]
         rows.sort(key=lambda r: (self.row_names.index(r["method"]), r["clip"]))
+        self.gt_counts_all = dict(self.gt_counts)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            counts: list[dict[str, int] | None] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(counts, self.gt_counts)
+            self.gt_counts_all = {k: sum(c[k] for c in counts if c) for k in self.gt_counts}
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         self.results = self._table(states, real)
         if self.trainer.is_global_zero:
             from emoface.lightning_modules.benchmark_report import write_outputs
@@ -691,9 +1036,11 @@ class Benchmark(L.LightningModule):
 
     def _table(self, states: dict[str, dict[str, Tensor]], real: dict[str, Tensor] | None) -> list[dict[str, Any]]:
         table = []
+        fids = self._fid_column(states, real)
+        expected = len(self.trainer.datamodule.test_entries)
         for name in self.row_names:
             s = states[name]
-            entry: dict[str, Any] = {"method": name, "clips": int(s["status"][0])}
+            entry: dict[str, Any] = {"method": name, "clips": int(s["status"][0]), "expected": expected}
             for status, count in zip(STATUSES[1:], s["status"][1:-1].tolist()):
                 entry[status] = int(count)
             entry["wrong_rate"] = int(s["status"][-1])
@@ -701,31 +1048,71 @@ class Benchmark(L.LightningModule):
                 count = float(s["counts"][i])
                 entry[key] = float(s["sums"][i] / count) if count else float("nan")
                 entry[f"{key}_n"] = int(count)
-            entry["fid"] = float("nan")
-            if self.enabled("fid") and float(s["fid_count"]) >= 2 and float(real["fid_count"]) >= 2:
-                mu_f, sig_f = gaussian_statistics(s["fid_sum"], s["fid_outer"], float(s["fid_count"]))
-                mu_r, sig_r = gaussian_statistics(real["fid_sum"], real["fid_outer"], float(real["fid_count"]))
-                # A distance is >= 0; the matrix square root's round-off can dip below (-1e-12: "-0.000").
-                entry["fid"] = max(MF.frechet_distance(mu_f, sig_f, mu_r, sig_r), 0.0)
+            entry["fid"] = fids[name]
+            found, searched = (int(v) for v in s["faces"].tolist())
+            entry["face_frames"], entry["face_frames_searched"] = found, searched
+            entry["face_coverage"] = found / searched if searched else float("nan")
             for k, emotion in enumerate(EMOTIONS):
                 total = float(s["emo_total"][k])
                 entry[f"acc_{emotion}"] = float(s["emo_correct"][k] / total) if total else float("nan")
             table.append(entry)
         return table
 
+    def _fid_column(self, states: dict[str, dict[str, Tensor]], real: dict[str, Tensor] | None) -> dict[str, float]:
+        """FID of every row: the matrix square roots on rank 0 only, the values broadcast to the other ranks."""
+        fids = {name: float("nan") for name in self.row_names}
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if self.enabled("fid") and (not distributed or torch.distributed.get_rank() == 0):
+            for name in self.row_names:
+                s = states[name]
+                if float(s["fid_count"]) >= 2 and float(real["fid_count"]) >= 2:
+                    mu_f, sig_f = gaussian_statistics(s["fid_sum"], s["fid_outer"], float(s["fid_count"]))
+                    mu_r, sig_r = gaussian_statistics(real["fid_sum"], real["fid_outer"], float(real["fid_count"]))
+                    # A distance is >= 0; the matrix square root's round-off can dip below (-1e-12: "-0.000").
+                    fids[name] = max(MF.frechet_distance(mu_f, sig_f, mu_r, sig_r), 0.0)
+        if self.enabled("fid") and distributed:
+            box = [fids]
+            torch.distributed.broadcast_object_list(box, src=0)
+            fids = box[0]
+        return fids
+
     def _crop_protocol(self) -> dict[str, Any]:
+        points = f"{self.align_points[0]}-{self.align_points[-1]}" if self.align_points == tuple(
+            range(self.align_points[0], self.align_points[-1] + 1)) else list(self.align_points)  # fmt: skip
+        template = ("EAT's base_68 (163 px frame; 128 crop = its [1:129] cut; 224 crop: points 27-44 centred at 112 "
+                    "of a 256 warp, [1:225] cut)" if self.template_name == "eat" else
+                    f"emoface's mean face (outer-eye-corner distance {self.template_eye_distance} x side, "
+                    "landmark extent centred)")  # fmt: skip
+        warp = ("skimage.transform.warp, bilinear, black outside the frame" if self.warp_backend == "skimage"
+                else "OpenCV warpAffine, bilinear, replicated border")  # fmt: skip
         rule = {
-            "aligned": ("per frame, a similarity transform (Umeyama least squares) of the ground truth's landmarks "
-                        f"{ALIGN_POINTS[0]}-{ALIGN_POINTS[-1]} (nose, both eyes) onto the mean-face template "
-                        f"(outer-eye-corner distance {self.template_eye_distance} x side, landmark extent centred); "
-                        "OpenCV warpAffine, bilinear, replicated border"),
+            "own": (f"every video (ground truth included) aligned by its own face: per frame, landmarks by the "
+                    f"{(self.aligner_identity or {}).get('backend', self.align_detector_name)} detector on the "
+                    f"video's own frames, a similarity of points {points} onto the template (skimage's "
+                    "SimilarityTransform.estimate, template -> frame, inverted)"
+                    + (f", smoothed over time (Gaussian, sigma {self.align_smooth:g} frames)" if self.align_smooth > 0
+                       else "") + f"; {warp}"),
+            "ground_truth": (f"per frame, a similarity transform (Umeyama least squares) of the ground truth's "
+                             f"landmarks {points} onto the template; {warp}"),
             "box": "syncnet_python crop_video box (cs 0.4, median 13) from the ground truth's landmarks, grey 110 pad",
             "none": "whole frames resized (OpenCV INTER_LINEAR)",
         }[self.crop]  # fmt: skip
-        return {"mode": self.crop, "rule": rule,
-                "shared": "the ground truth's per-frame transform cuts every row (frame k of a method with the "
-                          "crop of the ground-truth frame it is aligned to)",
-                "image_size": self.image_size, "sync_size": self.sync_size, "emotion_size": self.emotion_size}  # fmt: skip
+        out: dict[str, Any] = {"mode": self.crop, "rule": rule, "template": template, "align_points": points,
+                               "image_size": self.image_size, "sync_size": self.sync_size,
+                               "emotion_size": self.emotion_size}  # fmt: skip
+        if self.crop == "own":
+            out["detector"] = self.aligner_identity
+            out["no_face"] = {
+                "rule": self.no_face,
+                "meaning": ("a frame without a face takes the transform interpolated from the nearest frames with one "
+                            "(held at the ends); the frame is kept" if self.no_face == "interpolate" else
+                            "a frame without a face is dropped (the video is shorter before frame matching)"),
+                "min_face_coverage": self.min_face_coverage,
+                "below": "the video is not scored (status no_face, counted in its row)"}  # fmt: skip
+        else:
+            out["shared"] = ("the ground truth's per-frame transform cuts every row (frame k of a method with the "
+                             "crop of the ground-truth frame it is aligned to)")  # fmt: skip
+        return out
 
     def protocol(self) -> dict[str, Any]:
         """Every setting that changes a number, package versions and weight-file hashes."""
@@ -739,6 +1126,7 @@ class Benchmark(L.LightningModule):
                 packages[name] = None
         clip_ids = [e.clip_id for e in dm.test_entries]
         return {
+            "protocol": self.protocol_name,
             "metrics": self.metric_names,
             "unavailable": self.unavailable,
             "clips": {"split": dm.split, "clip_list": dm.clip_list, "count": len(clip_ids),
@@ -748,12 +1136,16 @@ class Benchmark(L.LightningModule):
             "ground_truth": {"cache_dir": str(dm.cache_dir), "crop_size": dm.size},
             "methods": [vars(m) for m in dm.methods],
             "sanity_rows": dm.sanity,
-            "frames": {"fps": dm.fps, "resize": "OpenCV INTER_AREA (shrink) / INTER_LINEAR to the cache crop size",
+            "rows": [{key: entry[key] for key in ROW_COUNTS} for entry in self.results],
+            "row_counts": "clips scored / expected and problems per row, summed over every rank",
+            "frames": {"fps": dm.fps,
+                       "resize": ("none: each video is warped from its own frames at their own size" if self.crop == "own"
+                                  else "OpenCV INTER_AREA (shrink) / INTER_LINEAR to the cache crop size"),
                        "alignment": "both resampled to the shorter length by evenly spaced indices (image, landmark "
                                     "metrics); own timing for LSE and emotion",
                        "too_short": f"< max(6, ceil({self.min_coverage} x clip frames))"},  # fmt: skip
             "face_crop": self._crop_protocol(),
-            "fid": {"frames_per_video": self.fid_frames, "network": "pytorch-fid InceptionV3 pool3",
+            "fid": {"frames_per_video": self.fid_frames, "network": FID_NETWORK_NAMES[self.fid_network],
                     "dims": self.fid_dims, "real_set": "ground-truth crops",
                     "source_frame_row": "its first frame (the ground truth's own) skipped"},  # fmt: skip
             "lse": {"audio": {n: a for n, a in self.method_audio.items()}, "default_audio": "ground_truth",
@@ -771,7 +1163,8 @@ class Benchmark(L.LightningModule):
                 "pose": "Umeyama fit of the rigid points to the mean face (preprocessing.features.estimate_pose)",
                 "gaze": "preprocessing.gaze.estimate_gaze on the image crops, ground truth alike"},  # fmt: skip
             "ground_truth_cache": {"enabled": self.gt_cache, "folder": str(self.gt_folder), "key": self.gt_key,
-                                   "settings": self.gt_settings(), "this_run": dict(self.gt_counts)},  # fmt: skip
+                                   "settings": self.gt_settings(), "this_run": dict(self.gt_counts_all),
+                                   "this_run_counts": "summed over ranks"},  # fmt: skip
             "weights": self.weight_files,
             "packages": packages,
             "world_size": self.trainer.world_size,
@@ -780,7 +1173,7 @@ class Benchmark(L.LightningModule):
 
 def column_titles() -> list[tuple[str, str]]:
     """``(key, title with arrow)`` of the table's metric columns, FID after LPIPS."""
-    cols = [(k, f"{t} {ARROWS[d]}") for k, t, d in SCALARS]
+    cols = [(k, f"{t} ({UNITS[k]}) {ARROWS[d]}" if k in UNITS else f"{t} {ARROWS[d]}") for k, t, d in SCALARS]
     cols.insert(3, ("fid", f"FID {ARROWS['down']}"))
     return cols
 
