@@ -261,7 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINER_VERBS:
-        run_lightning_cli(None if from_command_line else argv)
+        try:
+            run_lightning_cli(None if from_command_line else argv)
+        except ValueError as error:
+            # a configuration found unusable before any work (e.g. BenchmarkConfigError, which
+            # jsonargparse re-raises as the cause of its own ValueError): one line, status 2
+            cause: BaseException | None = error
+            while cause is not None and getattr(cause, "exit_code", None) != 2:
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            print(f"emoface {argv[0]}: error: {cause}", file=sys.stderr)
+            return 2
         return 0
     tools = _available_tools()
     if not argv or argv[0] in ("-h", "--help"):

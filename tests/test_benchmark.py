@@ -19,6 +19,7 @@ import torch
 
 from emoface.datamodules.method_videos import (
     PATTERNS,
+    BenchmarkConfigError,
     BenchmarkDataModule,
     compile_pattern,
     evenly_spaced,
@@ -432,5 +433,5 @@ def test_builtin_clip_list_is_selectable(bench_setup: dict) -> None:
     assert len(ids) == 8 and all(
         ("neutral/level_1" in c) or ("level_3" in c) for c in ids
     )  # mini-MEAD: 1 sentence each
-    with pytest.raises(FileNotFoundError, match="built-in lists"):
+    with pytest.raises(BenchmarkConfigError, match="built-in lists"):
         BenchmarkDataModule(clip_list="mead1000", cache_dir=str(bench_setup["cache"])).setup("test")
