@@ -176,6 +176,27 @@ class RowScores(Metric):
         return {name: getattr(self, name).clone() for name in self._defaults}
 
 
+def mean_centred_landmark_distance(preds: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """M-LMD and F-LMD as EAT's evaluation computes them, per video ``(B,)`` float64.
+
+    Per frame, the mouth points 48-67 of each side are centred on their own mean, and all 68 points
+    of each side on theirs (translation removed, scale kept: pixels); the mean Euclidean distance
+    over the group's points; then the mean over frames. ``F-LMD`` here is over all 68 points (EAT's
+    "face"), unlike :func:`emoface.metrics.functional.landmark_distance`'s 48 non-mouth points.
+
+    Args:
+        preds: ``(B, T, 68, D)`` landmarks (x, y used).
+        target: ``(B, T, 68, D)``.
+    """
+    p, q = preds[..., :2].double(), target[..., :2].double()
+    out = {}
+    for key, points in (("m_lmd", list(range(48, 68))), ("f_lmd", list(range(68)))):
+        a, b = p[..., points, :], q[..., points, :]
+        a, b = a - a.mean(-2, keepdim=True), b - b.mean(-2, keepdim=True)
+        out[key] = torch.linalg.vector_norm(a - b, dim=-1).mean(-1).mean(-1)
+    return out
+
+
 def gaussian_statistics(total: Tensor, outer: Tensor, count: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased covariance from feature sums (as :class:`emoface.metrics.FID`)."""
     mu = total.cpu().numpy() / count
@@ -262,7 +283,8 @@ class Benchmark(L.LightningModule):
         sync_size: face crop side for SyncNet and the emotion classifier (224 in both references).
         fid_frames: evenly spaced frames per video for FID; ``None``: every frame.
         min_coverage: a method video shorter than this fraction of the clip is ``too_short``.
-        lmd_normalize: landmark normalisation of M-LMD / F-LMD (see ``LandmarkDistance``).
+        lmd_normalize: landmark normalisation of M-LMD / F-LMD (see ``LandmarkDistance``), or
+            ``"mean_centred"``: EAT's (:func:`mean_centred_landmark_distance`; F-LMD over all 68 points).
         fid_weights, lpips_weights, syncnet_weights, emotion_weights: weight files (``None``: the
             torch hub cache file of each).
         syncnet_args, emotion_args: constructor arguments of non-reference-sized evaluators.
@@ -364,6 +386,9 @@ class Benchmark(L.LightningModule):
                                      ("warp", warp, WARPS), ("fid_network", fid_network, FID_NETWORKS)):  # fmt: skip
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if lmd_normalize not in (*MF.LANDMARK_NORMALIZATIONS, "mean_centred"):
+            raise ValueError(f"lmd_normalize must be one of {(*MF.LANDMARK_NORMALIZATIONS, 'mean_centred')}, "
+                             f"got {lmd_normalize!r}")  # fmt: skip
         if not 0.0 <= min_face_coverage <= 1.0:
             raise ValueError(f"min_face_coverage must be in [0, 1], got {min_face_coverage}")
         self.crop = crop
@@ -962,7 +987,10 @@ class Benchmark(L.LightningModule):
         lm_m, gk = torch.from_numpy(lm[keep]), gi[keep]
         lm_g = torch.from_numpy(np.ascontiguousarray(gt["landmarks"][gk]))
         if self.enabled("lmd"):
-            out = MF.landmark_distance(lm_m[None], lm_g[None], self.lmd_normalize)
+            if self.lmd_normalize == "mean_centred":
+                out = mean_centred_landmark_distance(lm_m[None], lm_g[None])
+            else:
+                out = MF.landmark_distance(lm_m[None], lm_g[None], self.lmd_normalize)
             scores["m_lmd"], scores["f_lmd"] = float(out["m_lmd"][0]), float(out["f_lmd"][0])
         if self.enabled("pose") or self.enabled("gaze"):
             pg = self._pose_gaze(crops["img"][torch.from_numpy(np.flatnonzero(keep))], lm[keep], np.ones(len(gk), bool))
@@ -1178,4 +1206,4 @@ def column_titles() -> list[tuple[str, str]]:
     return cols
 
 
-__all__: Sequence[str] = ["Benchmark", "RowScores", "column_titles"]
+__all__: Sequence[str] = ["Benchmark", "RowScores", "column_titles", "mean_centred_landmark_distance"]
