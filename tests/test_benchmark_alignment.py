@@ -1,8 +1,8 @@
 """Each video aligned by its own face: planted rows made from raw MEAD-layout mini-MEAD clips.
 
 The method folders hold the *raw* mini-MEAD videos (``<actor>/video/front/...``: the whole
-128 x 128 frame, not the preprocessed cache's face crop the ground truth is read from), framed in
-other ways: an exact copy of the file, a letterboxed copy (scaled 0.75 and padded into a wider
+256 x 256 frame, not the preprocessed cache's 128 px face crop the ground truth is read from, as
+with real MEAD, whose raw frames are larger than its crops), framed in other ways: an exact copy of the file, a letterboxed copy (scaled 0.75 and padded into a wider
 frame, off centre), a zoomed copy (the central 80 % scaled back up), a blurred copy, and a copy
 folder missing a clip. With every video aligned by the landmarks dlib finds on its own frames
 (the default ``crop: own``), the copies score like the ground truth whatever their framing.
@@ -46,11 +46,12 @@ def _name(clip_id: str) -> str:
 
 
 def letterbox(frame: np.ndarray) -> np.ndarray:
-    """The frame scaled by 0.75 and padded (black) into a wider 176 x 128 frame, off centre."""
+    """The frame scaled by 0.75 and padded (black) into a wider frame (4:3), off centre."""
     h, w = frame.shape[:2]
     small = cv2.resize(frame, (round(0.75 * w), round(0.75 * h)), interpolation=cv2.INTER_AREA)
-    out = np.zeros((h, w + 48, 3), np.uint8)
-    out[10 : 10 + small.shape[0], 60 : 60 + small.shape[1]] = small
+    out = np.zeros((h, round(4 * h / 3), 3), np.uint8)
+    y0, x0 = h // 16, (out.shape[1] - small.shape[1]) * 3 // 4
+    out[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
     return out
 
 
@@ -62,7 +63,8 @@ def zoom(frame: np.ndarray) -> np.ndarray:
 
 
 def blur(frame: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(frame, (5, 5), 1.0)
+    """Gaussian blur of sigma 3 px (about 1.7 px of the 128 crop)."""
+    return cv2.GaussianBlur(frame, (13, 13), 3.0)
 
 
 def _write_frames(folder: Path, frames: list[np.ndarray]) -> None:
@@ -72,16 +74,44 @@ def _write_frames(folder: Path, frames: list[np.ndarray]) -> None:
 
 
 @pytest.fixture(scope="module")
-def planted(mini_mead_128: Path, mead_cache_128: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Method folders made from the raw clips of the test actor (2 clips)."""
-    from emoface.datamodules import MEADDataModule
+def tiny_mead(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A mini-MEAD tree of 256 px frames holding the test actor's ``CLIPS`` and one training clip (a few
+    seconds to make), and its cache of 128 px face crops (the groundtruth backend)."""
+    import json
 
+    from emoface.datamodules.mini_mead import (
+        GENERATOR_VERSION,
+        ClipJob,
+        MiniMEADConfig,
+        actor_names,
+        make_clip,
+        speaker_split,
+    )
+    from emoface.preprocessing.pipeline import PreprocessOptions, preprocess
+
+    raw, cache = tmp_path_factory.mktemp("mini-mead-256"), tmp_path_factory.mktemp("mead-cache-256-128")
+    config = MiniMEADConfig(speakers=3, clips=1, seconds=1.0, size=256, seed=0)
+    actors = actor_names(3)
+    split = speaker_split(actors)
+    jobs = [(split["test"][0], *c.split("/")[:2]) for c in CLIPS] + [(split["train"][0], "angry", "level_3")]
+    for actor, emotion, level in jobs:
+        make_clip(ClipJob(str(raw), actor, emotion, int(level.removeprefix("level_")), 1, config))
+    meta = {"dataset": "mini-MEAD", "generator_version": GENERATOR_VERSION, "actors": actors, "split": split}
+    (raw / "mini_mead.json").write_text(json.dumps(meta))
+    summary = preprocess(raw, cache, PreprocessOptions(backend="groundtruth", size=128), progress=False)
+    assert summary.failed == 0 and summary.ok_total == len(jobs)
+    return {"raw": raw, "cache": cache, "test_actor": split["test"][0], "train_actor": split["train"][0]}
+
+
+@pytest.fixture(scope="module")
+def planted(tiny_mead: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Method folders made from the raw clips of the test actor (2 clips)."""
     root = tmp_path_factory.mktemp("planted")
-    actor = MEADDataModule(cache_dir=str(mead_cache_128)).split_entries()["test"][0].actor
+    actor = tiny_mead["test_actor"]
     ids = [f"{actor}/{c}" for c in CLIPS]
     for k, clip_id in enumerate(ids):
         _, emotion, level, n = clip_id.split("/")
-        raw = mini_mead_128 / actor / "video" / "front" / emotion / level / f"{n}.mp4"
+        raw = tiny_mead["raw"] / actor / "video" / "front" / emotion / level / f"{n}.mp4"
         name = _name(clip_id)
         for folder in ("copy", *(["missing"] if k == 0 else [])):
             (root / folder).mkdir(exist_ok=True)
@@ -97,7 +127,7 @@ def planted(mini_mead_128: Path, mead_cache_128: Path, tmp_path_factory: pytest.
         {"name": "blur", "folder": str(root / "blur"), "pattern": "frames"},
         {"name": "missing", "folder": str(root / "missing"), "pattern": "mead"},
     ]
-    return {"root": root, "ids": ids, "methods": methods, "cache": mead_cache_128}
+    return {"root": root, "ids": ids, "methods": methods, "cache": tiny_mead["cache"]}
 
 
 def _bench(planted: dict, out: Path, methods: list[dict] | None = None, **options) -> Benchmark:
@@ -288,11 +318,11 @@ def test_eat_protocol_on_planted_videos_follows_its_facts(planted: dict, tmp_pat
 # ------------------------------------------------------------------------------ config errors
 
 
-def test_config_errors_exit_2_with_one_line_before_any_work(mead_cache_128: Path, tmp_path: Path) -> None:
+def test_config_errors_exit_2_with_one_line_before_any_work(tiny_mead: dict, tmp_path: Path) -> None:
     """Through ``emoface test``: a typo in a method entry and a clip list naming a training clip."""
     from emoface.datamodules import MEADDataModule
 
-    train = MEADDataModule(cache_dir=str(mead_cache_128)).split_entries()["train"][0].clip_id
+    train = MEADDataModule(cache_dir=str(tiny_mead["cache"])).split_entries()["train"][0].clip_id
     (tmp_path / "train.txt").write_text(_name(train) + "\n")
     cases = [
         (["--data.init_args.methods", "[{name: A, folder: x, patern: eat}]"],
@@ -303,7 +333,7 @@ def test_config_errors_exit_2_with_one_line_before_any_work(mead_cache_128: Path
     for override, message in cases:
         out = tmp_path / "run"
         command = [sys.executable, "-m", "emoface.cli", "test", "--config", "configs/benchmark/mead.yaml",
-                   "--config", "configs/tests/tiny_benchmark.yaml", "--data.init_args.cache_dir", str(mead_cache_128),
+                   "--config", "configs/tests/tiny_benchmark.yaml", "--data.init_args.cache_dir", str(tiny_mead["cache"]),
                    "--trainer.default_root_dir", str(out), "--model.init_args.metrics", "[psnr]",
                    "--model.init_args.out_dir", str(out / "benchmark"), "--model.init_args.gt_cache_dir",
                    str(out / "gt"), *override]  # fmt: skip
@@ -331,7 +361,7 @@ def test_config_errors_exit_2_with_one_line_before_any_work(mead_cache_128: Path
         ([], "eat100", "100 of 100 clips are not in the cache"),
     ],
 )  # fmt: skip
-def test_config_errors_name_the_value(mead_cache_128: Path, tmp_path: Path, methods: list, clip_list: str | None,
+def test_config_errors_name_the_value(tiny_mead: dict, tmp_path: Path, methods: list, clip_list: str | None,
                                       message: str) -> None:  # fmt: skip
     (tmp_path / "bad.txt").write_text("not a clip\n")
     (tmp_path / "empty.txt").write_text("# nothing\n")
@@ -339,7 +369,7 @@ def test_config_errors_name_the_value(mead_cache_128: Path, tmp_path: Path, meth
     (tmp_path / "absent.txt").write_text("M003_ang_3_999\n")
     clip_list = None if clip_list is None else clip_list.replace("{root}", str(tmp_path))
     with pytest.raises(BenchmarkConfigError, match=message):
-        BenchmarkDataModule(methods=methods, clip_list=clip_list, cache_dir=str(mead_cache_128))
+        BenchmarkDataModule(methods=methods, clip_list=clip_list, cache_dir=str(tiny_mead["cache"]))
 
 
 # ------------------------------------------------------------------------------ progress

@@ -70,9 +70,11 @@ from emoface.metrics.face_crop import (
     TEMPLATES,
     alignment_matrices,
     box_matrices,
+    compose,
     crop_template,
     face_boxes,
     fill_missing_matrices,
+    register_to_median,
     rescale_matrices,
     similarity_to_template,
     smooth_matrices,
@@ -174,6 +176,23 @@ class RowScores(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         return {name: getattr(self, name).clone() for name in self._defaults}
+
+
+def smooth_tracks(landmarks: np.ndarray, found: np.ndarray, sigma: float) -> np.ndarray:
+    """Landmark tracks ``(T, 68, D)`` low-passed over time (Gaussian of ``sigma`` frames, edges repeated);
+    frames without a face (``found`` False) are bridged by linear interpolation first and stay
+    unscored by the caller. ``sigma <= 0``: unchanged."""
+    from scipy.ndimage import gaussian_filter1d
+
+    points = np.asarray(landmarks, dtype=np.float32)
+    found = np.asarray(found, dtype=bool)
+    if sigma <= 0 or len(points) < 2 or not found.any():
+        return points
+    flat = points.reshape(len(points), -1).astype(np.float64)
+    if not found.all():
+        t = np.arange(len(points))
+        flat = np.stack([np.interp(t, t[found], flat[found, j]) for j in range(flat.shape[1])], 1)
+    return gaussian_filter1d(flat, sigma, axis=0, mode="nearest").reshape(points.shape).astype(np.float32)
 
 
 def mean_centred_landmark_distance(preds: Tensor, target: Tensor) -> dict[str, Tensor]:
@@ -285,6 +304,12 @@ class Benchmark(L.LightningModule):
         min_coverage: a method video shorter than this fraction of the clip is ``too_short``.
         lmd_normalize: landmark normalisation of M-LMD / F-LMD (see ``LandmarkDistance``), or
             ``"mean_centred"``: EAT's (:func:`mean_centred_landmark_distance`; F-LMD over all 68 points).
+        lmd_smooth: Gaussian sigma (frames) both landmark tracks (the method's and the ground
+            truth's, alike) are smoothed with before M-LMD / F-LMD: a detector's per-frame jitter
+            (about 1 px on 128 px crops) is not the method's error. 0: raw per-frame points (EAT's).
+        lmd_detect_size: own crop with a detector for ``landmarks``: the side the aligned crop is
+            warped to for that detector (its points then mapped to the ``image_size`` crop's pixels);
+            ``None``: ``image_size`` itself (EAT: dlib on its 128 crops).
         fid_weights, lpips_weights, syncnet_weights, emotion_weights: weight files (``None``: the
             torch hub cache file of each).
         syncnet_args, emotion_args: constructor arguments of non-reference-sized evaluators.
@@ -309,6 +334,10 @@ class Benchmark(L.LightningModule):
             face, 27-44 for EAT's template, as EAT slices ``[27:45]``).
         align_smooth: own crop: Gaussian sigma (frames) the per-frame similarities are smoothed with
             over time (0: none, EAT's).
+        align_stabilise: own crop: refine the per-frame similarities with the video's own pixels
+            (each crop registered to the video's median crop on the upper face, then the whole video
+            put on the template by its time-averaged landmarks; :meth:`_own_alignment`). False:
+            landmark fits only (EAT's).
         align_detector: own crop: the face detector of the alignment, ``"dlib"``,
             ``"face_alignment"`` or ``"auto"`` (face_alignment when its weights are cached, else dlib).
         no_face: own crop: frames where the detector finds no face are ``"interpolate"``d (their
@@ -340,6 +369,8 @@ class Benchmark(L.LightningModule):
         fid_frames: int | None = 5,
         min_coverage: float = 0.5,
         lmd_normalize: str = "none",
+        lmd_smooth: float = 1.0,
+        lmd_detect_size: int | None = 256,
         fid_weights: str | None = None,
         lpips_weights: str | None = None,
         syncnet_weights: str | None = None,
@@ -365,6 +396,7 @@ class Benchmark(L.LightningModule):
         align_smooth: float = 1.0,
         align_detector: str = "auto",
         no_face: str = "interpolate",
+        align_stabilise: bool = True,
         min_face_coverage: float = 0.5,
         warp: str = "opencv",
         protocol_name: str = "emoface",
@@ -398,6 +430,9 @@ class Benchmark(L.LightningModule):
         if not self.align_points or min(self.align_points) < 0 or max(self.align_points) > 67:
             raise ValueError(f"align_points must be iBUG-68 indices 0-67, got {align_points}")
         self.align_smooth, self.min_face_coverage = float(align_smooth), float(min_face_coverage)
+        self.align_stabilise = bool(align_stabilise)
+        self.lmd_smooth = float(lmd_smooth)
+        self.lmd_detect_size = lmd_detect_size
         self.fid_network, self.protocol_name = fid_network, protocol_name
         from emoface.progress import progress_seconds as default_progress_seconds
 
@@ -595,6 +630,7 @@ class Benchmark(L.LightningModule):
             "crop": self.crop, "template_eye_distance": self.template_eye_distance,
             "template": self.template_name, "align_points": list(self.align_points),
             "own": {"smooth": self.align_smooth, "no_face": self.no_face, "min_face_coverage": self.min_face_coverage,
+                    "stabilise": self.align_stabilise,
                     "detector": self.aligner_identity} if self.crop == "own" else None,
             "warp": self.warp_backend, "image_size": self.image_size, "sync_size": self.sync_size,
             "emotion_size": self.emotion_size,
@@ -678,9 +714,15 @@ class Benchmark(L.LightningModule):
     def _own_alignment(self, frames: Tensor) -> dict[str, Any]:
         """Crop matrices of a video aligned by the landmarks detected on its own frames.
 
-        Per frame with a face, the similarity (skimage's estimate) of its points :attr:`align_points`
-        onto the template; frames without one interpolated or dropped (:attr:`no_face`); then
-        smoothed over time (:attr:`align_smooth`).
+        1. Per frame with a face, the similarity (skimage's estimate) of its points
+           :attr:`align_points` onto the template; frames without one interpolated from their
+           neighbours (or dropped: :attr:`no_face`); Gaussian smoothing over time (:attr:`align_smooth`).
+        2. With :attr:`align_stabilise`: every crop registered to the video's median crop on the
+           template's upper face (ECC), which removes the detector's per-frame jitter (about 1 px
+           on 128 px crops of mini-MEAD's faces); then the landmarks are detected again on these
+           steady crops (every video's face now at one size and place, where the detector's
+           bias is alike for all) and one similarity for the whole video moves their time average
+           onto the template, so the layout is still the template's and set by the face alone.
 
         Args:
             frames: ``(T, 3, H, W)`` uint8, any size.
@@ -699,19 +741,56 @@ class Benchmark(L.LightningModule):
             return out
         keep = np.flatnonzero(found) if self.no_face == "drop" else np.arange(total)
         out["keep"] = keep
-        for key, size, purpose in (("img", self.image_size, "image"), ("sync", self.sync_size, "sync"),
-                                   ("emo", self.emotion_size, "sync")):  # fmt: skip
-            template = crop_template(self.template_name, size, purpose, self.template_eye_distance)
-            matrices = np.zeros((total, 2, 3))
-            matrices[found] = similarity_to_template(landmarks[found], template, self.align_points)
-            out[key] = smooth_matrices(fill_missing_matrices(matrices, found)[keep], self.align_smooth)
+        template = crop_template(self.template_name, self.image_size, "image", self.template_eye_distance)
+        matrices = np.zeros((total, 2, 3))
+        matrices[found] = similarity_to_template(landmarks[found], template, self.align_points)
+        matrices = smooth_matrices(fill_missing_matrices(matrices, found)[keep], self.align_smooth)
+        if self.align_stabilise and len(keep) > 1:
+            kept = frames[torch.from_numpy(keep)]
+            upper = template[17:48]  # brows, nose, eyes: little speech or expression motion
+            (x0, y0), (x1, y1) = np.floor(upper.min(0) - 4).astype(int), np.ceil(upper.max(0) + 4).astype(int)
+            mask = np.zeros((self.image_size, self.image_size), np.uint8)
+            mask[max(y0, 0) : y1, max(x0, 0) : x1] = 1
+            crops = warp_faces(kept, matrices, self.image_size, antialias=True).permute(0, 2, 3, 1).numpy()
+            matrices = compose(matrices, register_to_median(crops, mask))
+            # The layout: landmarks detected again on the stabilised crops (every video's face at one
+            # size and place, where the detector's bias is the same for all), averaged over time.
+            steady = self._warp(kept, matrices, self.image_size)
+            again, ok = self._detect_frames(steady, self.aligner)
+            if ok.any():
+                placed = again[ok][..., :2].mean(0)
+            else:
+                with_face = found[keep]
+                placed = transform_points(landmarks[keep][with_face], matrices[with_face])[..., :2].mean(0)
+            matrices = compose(matrices, similarity_to_template(placed[None], template, self.align_points)[0])
+        out["img"] = matrices
+        for key, size in (("sync", self.sync_size), ("emo", self.emotion_size)):
+            # the same face layout at another size: the similarity from the image template to that one
+            other = crop_template(self.template_name, size, "sync", self.template_eye_distance)
+            step = similarity_to_template(template[None], other, range(68))[0]
+            out[key] = compose(matrices, step)
         return out
+
+    def _detect_aligned(self, frames: Tensor, matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Own crop: landmarks ``(T, 68, 3)`` in ``image_size`` crop pixels and found flags ``(T,)``, detected
+        on the frames warped by ``matrices`` at :attr:`lmd_detect_size` (the same face layout, larger
+        where it is larger than ``image_size``: the detector's points are then finer than the crop's
+        pixels), mapped back to the ``image_size`` crop."""
+        size = self.lmd_detect_size or self.image_size
+        if size == self.image_size:
+            return self._detect(self._warp(frames, matrices, size))
+        landmarks, found = self._detect(self._warp(frames, rescale_matrices(matrices, self.image_size, size), size))
+        k = self.image_size / size
+        landmarks = landmarks.copy()
+        landmarks[..., :2] = (landmarks[..., :2] + 0.5) * k - 0.5
+        landmarks[..., 2:] *= k
+        return landmarks, found
 
     def _warp(self, frames: Tensor, matrices: np.ndarray, size: int) -> Tensor:
         """Own crop: frame ``t`` (or the one frame) warped by ``matrices[t]`` into ``(len(matrices), 3, size, size)``."""
         if self.warp_backend == "skimage":
             return warp_faces_skimage(frames, matrices, size)
-        return warp_faces(frames, matrices, size, "replicate")
+        return warp_faces(frames, matrices, size, "replicate", antialias=True)
 
     def _own_crops(self, frames: Tensor, alignment: dict[str, Any], picked: np.ndarray) -> dict[str, Tensor]:
         """Own crop of kept ``frames (K, 3, H, W)``: ``img`` at frames ``picked``, ``sync``/``emo`` at every frame."""
@@ -779,6 +858,8 @@ class Benchmark(L.LightningModule):
             if self.landmarks_mode == "cache":
                 cached = np.asarray(item["landmarks"])[keep]
                 landmarks, found = transform_points(cached, matrices), np.ones(len(matrices), bool)
+            elif self.crop == "own":
+                landmarks, found = self._detect_aligned(kept, matrices)
             else:
                 landmarks, found = self._detect(img)
             arrays["landmarks"], arrays["found"] = landmarks, found
@@ -855,7 +936,8 @@ class Benchmark(L.LightningModule):
                     landmarks = None
                     if self._wants_landmarks() and "landmarks" in gt:
                         if self.landmarks_mode != "cache":
-                            landmarks = self._detect(crops["img"])
+                            one = self._detect_aligned(gt["source"][None], gt["matrices"][:1])
+                            landmarks = (np.repeat(one[0], len(gi), 0), np.repeat(one[1], len(gi), 0))
                         else:
                             landmarks = (np.repeat(gt["landmarks"][:1], len(gi), 0), np.ones(len(gi), bool))
                     scores = self._score(crops, gi, landmarks, None, item, gt)
@@ -905,7 +987,7 @@ class Benchmark(L.LightningModule):
                     landmarks = None
                     if self._wants_landmarks():
                         if self.landmarks_mode != "cache":
-                            landmarks = self._detect(crops["img"])
+                            landmarks = self._detect_aligned(frames[torch.from_numpy(mi)], alignment["img"][mi])
                         elif sidecar is not None:  # in the video's own pixels
                             landmarks = (transform_points(sidecar[torch.from_numpy(mi)], alignment["img"][mi]),
                                          np.ones(len(mi), bool))  # fmt: skip
@@ -984,8 +1066,9 @@ class Benchmark(L.LightningModule):
             return scores
         if keep.sum() < len(keep):
             scores["landmark_note"] = f"landmarks on {int(keep.sum())} of {len(keep)} frames (no face found)"
-        lm_m, gk = torch.from_numpy(lm[keep]), gi[keep]
-        lm_g = torch.from_numpy(np.ascontiguousarray(gt["landmarks"][gk]))
+        gk = gi[keep]
+        lm_m = torch.from_numpy(smooth_tracks(lm, found, self.lmd_smooth)[keep])
+        lm_g = torch.from_numpy(smooth_tracks(gt["landmarks"][gi], gt["found"][gi], self.lmd_smooth)[keep])
         if self.enabled("lmd"):
             if self.lmd_normalize == "mean_centred":
                 out = mean_centred_landmark_distance(lm_m[None], lm_g[None])
@@ -1186,6 +1269,8 @@ class Benchmark(L.LightningModule):
                            f"detected by {self.landmarks_mode} on every row's image_size crops, ground truth included"),
                 "detector": self.detector_identity,
                 "units": f"pixels of the {self.image_size} px crop (LMD normalisation: {self.lmd_normalize})",
+                "smoothing": (f"both tracks Gaussian-smoothed over time, sigma {self.lmd_smooth:g} frames"
+                              if self.lmd_smooth > 0 else "none"),
                 "frames": "frames with a face in both videos; source_frame row: its first frame skipped",
                 "dims": 2,
                 "pose": "Umeyama fit of the rigid points to the mean face (preprocessing.features.estimate_pose)",

@@ -116,7 +116,9 @@ def transform_points(points: Tensor | np.ndarray, matrices: np.ndarray) -> np.nd
     return out.astype(np.float32)
 
 
-def warp_faces(frames: Tensor, matrices: np.ndarray, size: int, border: str = "replicate") -> Tensor:
+def warp_faces(
+    frames: Tensor, matrices: np.ndarray, size: int, border: str = "replicate", antialias: bool = False
+) -> Tensor:
     """Warp frame ``t`` with ``matrices[t]`` into a ``size`` crop (OpenCV ``warpAffine``, bilinear).
 
     Args:
@@ -125,6 +127,10 @@ def warp_faces(frames: Tensor, matrices: np.ndarray, size: int, border: str = "r
         size: crop side.
         border: ``"replicate"`` (edge pixels: no hard edge for LPIPS/FID to see) or ``"pad"``
             (syncnet_python's grey 110).
+        antialias: where a matrix shrinks the frame (scale < 1), first shrink the frame by that
+            scale with OpenCV's ``INTER_AREA`` and warp the rest: bilinear sampling alone aliases
+            when shrinking, so a large video would give a crop sharper and noisier than a small
+            video of the same face.
 
     Returns:
         ``(T, 3, size, size)`` uint8.
@@ -138,12 +144,19 @@ def warp_faces(frames: Tensor, matrices: np.ndarray, size: int, border: str = "r
     images = frames.permute(0, 2, 3, 1).numpy()
     mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
     pad = (int(PAD_VALUE),) * 3
-    out = np.stack([
-        cv2.warpAffine(images[min(t, len(images) - 1)], np.asarray(m, np.float64), (size, size),
-                       flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=pad)
-        for t, m in enumerate(matrices)
-    ])  # fmt: skip
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    out = []
+    for t, m in enumerate(matrices):
+        image, m = images[min(t, len(images) - 1)], np.asarray(m, np.float64)
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        if antialias and scale < 0.99:
+            h, w = image.shape[:2]
+            small = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+            kx, ky = small[0] / w, small[1] / h  # frame -> shrunk frame, pixel centres at integers
+            shrink = np.array([[kx, 0.0, 0.5 * kx - 0.5], [0.0, ky, 0.5 * ky - 0.5]])
+            m = compose(np.linalg.inv(np.vstack([shrink, [0.0, 0.0, 1.0]]))[:2], m)
+        out.append(cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=pad))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
 def face_boxes(landmarks: Tensor, smooth: int = 13) -> Tensor:
@@ -343,3 +356,47 @@ def warp_faces_skimage(frames: Tensor, matrices: np.ndarray, size: int) -> Tenso
                       mode="constant", cval=0.0, preserve_range=True)  # fmt: skip
         out.append(np.clip(np.round(warped * 255.0), 0, 255).astype(np.uint8))
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def register_to_median(crops: np.ndarray, mask: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Per-frame similarity ``(T, 2, 3)`` float64 moving each crop onto the video's median crop.
+
+    Each grey crop is registered to the per-pixel median of all of them by OpenCV's ECC
+    (``findTransformECC``, affine motion inside ``mask``, then the nearest similarity); a frame where
+    ECC does not converge keeps the identity. Used by the own-face alignment to remove the
+    detector's per-frame jitter with the image itself (the eyes and nose of one video change little
+    from frame to frame, so their pixels pin the crop far more precisely than 68 detected points).
+
+    Args:
+        crops: ``(T, S, S, 3)`` uint8.
+        mask: ``(S, S)`` uint8, 1 where the registration looks (e.g. the template's upper face).
+        iterations: ECC iterations per frame.
+
+    Returns:
+        ``(T, 2, 3)`` crop pixels -> median-crop pixels.
+    """
+    import cv2
+
+    grey = crops.astype(np.float32).mean(-1)
+    reference = np.median(grey, 0).astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5)
+    out = np.tile(np.eye(2, 3), (len(crops), 1, 1))
+    for t, image in enumerate(grey):
+        warp = np.eye(2, 3, dtype=np.float32)
+        try:
+            _, warp = cv2.findTransformECC(reference, image, warp, cv2.MOTION_AFFINE, criteria, mask, 3)
+        except cv2.error:  # no convergence (e.g. a blank frame): keep the landmark alignment
+            continue
+        # warp maps reference pixels to this crop's; its nearest similarity, inverted, moves the crop onto the reference
+        a, b = (warp[0, 0] + warp[1, 1]) / 2, (warp[1, 0] - warp[0, 1]) / 2
+        similarity = np.array([[a, -b, warp[0, 2]], [b, a, warp[1, 2]], [0.0, 0.0, 1.0]], np.float64)
+        out[t] = np.linalg.inv(similarity)[:2]
+    return out
+
+
+def compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """Affine matrices ``(T, 2, 3)`` applying ``first`` then ``then`` (either may be ``(2, 3)``, broadcast)."""
+    a, b = np.asarray(then, np.float64), np.asarray(first, np.float64)
+    linear = a[..., :2] @ b[..., :2]
+    shift = (a[..., :2] @ b[..., 2:])[..., 0] + a[..., 2]
+    return np.concatenate([linear, shift[..., None]], -1)
