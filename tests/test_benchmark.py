@@ -155,7 +155,7 @@ def test_rows_rank_the_planted_defects(single_run: tuple[Path, dict]) -> None:
     assert "unreadable: 1: " in report and "sad/level_3/001" in report and "corrupt" in report
     assert "folder unusable: no folder" in report
     md = (out / "results.md").read_text()
-    assert "PSNR ↑" in md and "LSE-D ↓" in md and "| broken | 2 |" in md
+    assert "PSNR (dB) ↑" in md and "LSE-D ↓" in md and "| broken | 2/4 ⚠ | 1 | 1 | 0 | 0 |" in md
     with open(out / "per_clip.csv") as handle:
         per_clip = list(csv.DictReader(handle))
     assert len(per_clip) == 8 * 4

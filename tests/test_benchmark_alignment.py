@@ -205,7 +205,8 @@ def test_eat_preset_ships_eats_clips_and_template() -> None:
     config = yaml.safe_load(Path("configs/benchmark/eat.yaml").read_text())
     model, data = config["model"]["init_args"], config["data"]["init_args"]
     assert data["clip_list"] == "eat100" and model["template"] == "eat" and model["protocol_name"] == "eat"
-    assert (model["crop"], model["warp"], model["no_face"], model["align_smooth"]) == ("own", "skimage", "drop", 0)
+    assert (model["crop"], model["warp"], model["no_face"], model["align_smooth"], model["align_stabilise"]) == (
+        "own", "skimage", "drop", 0, False)
     assert (model["fid_network"], model["fid_frames"], model["lmd_normalize"]) == ("torchvision", 5, "mean_centred")
     assert model["emotion_labels"][:2] == ["happy", "angry"]
 
@@ -245,38 +246,58 @@ def test_eat_template_crops_are_eats_163_warp_cut_to_128() -> None:
     np.testing.assert_allclose(sync - sync[0], base - base[0])
 
 
+def test_torchvision_inception_for_eats_fid(tmp_path: Path, monkeypatch) -> None:
+    """EAT's FID network: torchvision's InceptionV3 from the hub cache file (stand-in weights of the real
+    names and shapes), 2048-d features in pytorch-fid's layout; a missing file names itself."""
+    from torchvision.models import inception_v3
+
+    from emoface.io.weights import MissingWeightsError
+    from emoface.metrics import functional as MF
+    from emoface.metrics.fid import build_torchvision_inception
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    with pytest.raises(MissingWeightsError, match="inception_v3_google-0cc3c7bd.pth"):
+        build_torchvision_inception()
+    hub = tmp_path / "torch-home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
+               hub / "inception_v3_google-0cc3c7bd.pth")  # fmt: skip
+    net = build_torchvision_inception()
+    frames = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8)
+    features = MF.inception_features(net, frames)
+    assert features.shape == (2, 2048) and torch.isfinite(features).all()
+    assert not torch.allclose(features[0], features[1])
+    system = Benchmark(metrics=["fid"], fid_network="torchvision", crop="ground_truth", progress_seconds=0)
+    assert "inception_v3_google-0cc3c7bd.pth sha256:" in system.weight_files["fid_inception_torchvision"]
+
+
 @pytest.mark.timeout(600)
-def test_eat_protocol_on_planted_videos_follows_its_facts(planted: dict, tmp_path: Path, monkeypatch) -> None:
-    """The EAT preset's settings on one clip: the ground truth's crops are skimage's warp of dlib's points,
-    the copy row's PSNR, SSIM and LMD equal the reference computation step by step (skimage's metrics
-    on the 128 crops of both videos, each aligned by its own dlib points, frames with a face only,
-    resampled to the shorter video), and FID runs torchvision's InceptionV3 (stand-in weights)."""
+def test_eat_protocol_on_planted_videos_follows_its_facts(planted: dict, tmp_path: Path) -> None:
+    """The EAT preset's crop and metrics on one clip: the copy row's PSNR, SSIM and LMD equal the reference
+    computation step by step (dlib on every frame of both videos, skimage's similarity estimate of
+    points 27-44 onto EAT's template, skimage's bilinear warp to 163 cut [1:129, 1:129], frames without
+    a face dropped, resampled to the shorter video, skimage's PSNR and SSIM, dlib on the 128 crops,
+    mean-centred mouth and face points)."""
+    import yaml
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     from skimage.transform import SimilarityTransform, warp
-    from torchvision.models import inception_v3
 
     from emoface.preprocessing.backends import DlibBackend
     from emoface.preprocessing.store import ClipFileCache
 
-    torch.manual_seed(0)
-    hub = tmp_path / "torch-home" / "hub" / "checkpoints"
-    hub.mkdir(parents=True)
-    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
-               hub / "inception_v3_google-0cc3c7bd.pth")  # stand-in weights: the file, keys and shapes
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     clip_id = planted["ids"][0]
     planted = dict(planted, root=tmp_path)
     (tmp_path / "clips.txt").write_text(_name(clip_id) + "\n")
     copy = [m for m in planted["methods"] if m["name"] == "copy"]
-    system = _bench(planted, tmp_path / "eat", methods=copy, metrics=["psnr", "ssim", "lmd", "fid"],
-                    protocol_name="eat", template="eat", align_smooth=0, no_face="drop", min_face_coverage=0.0,
-                    warp="skimage", lmd_normalize="mean_centred", fid_network="torchvision", fid_frames=5,
-                    image_size=128, sync_size=224)  # fmt: skip
+    preset = yaml.safe_load(Path("configs/benchmark/eat.yaml").read_text())["model"]["init_args"]
+    keys = ("protocol_name", "template", "align_points", "align_smooth", "align_stabilise", "align_detector", "no_face",
+            "min_face_coverage", "warp", "landmarks", "lmd_normalize", "lmd_smooth", "lmd_detect_size", "crop",
+            "image_size")  # fmt: skip
+    system = _bench(planted, tmp_path / "eat", methods=copy, **{k: preset[k] for k in keys})
     rows = {r["method"]: r for r in system.results}
-    assert "inception_v3_google-0cc3c7bd.pth sha256:" in system.weight_files["fid_inception_torchvision"]
-    assert np.isfinite(rows["copy"]["fid"]) and rows["ground_truth"]["fid"] == pytest.approx(0, abs=1e-3)
     md = (tmp_path / "eat" / "results.md").read_text()
-    assert md.startswith("# MEAD benchmark: protocol eat") and "torchvision ImageNet InceptionV3" in md
+    assert md.startswith("# MEAD benchmark: protocol eat")
     protocol = json.loads((tmp_path / "eat" / "protocol.json").read_text())
     assert protocol["protocol"] == "eat" and "EAT's base_68" in protocol["face_crop"]["template"]
 
