@@ -3,20 +3,27 @@
 The protocol (recorded in ``protocol.json`` with every result):
 
 * **Frames**: each method's video is decoded at 25 fps (other rates are resampled and counted
-  as ``wrong_rate``) and resized to the cache's crop size (OpenCV ``INTER_AREA`` when shrinking).
+  as ``wrong_rate``); with ``crop: ground_truth`` it is resized to the cache's crop size (OpenCV
+  ``INTER_AREA`` when shrinking), with ``crop: own`` warped from its own size.
 * **Alignment** for the image and landmark metrics: both videos are resampled to the shorter
   length by evenly spaced indices (EAT's evaluation). LSE uses the method's frames at their own
   timing, because the method was driven by the audio at that timing.
-* **One face crop for every method** (``crop: aligned``, EAT's protocol): per ground-truth frame,
-  a similarity transform of its landmarks (nose and eyes, 27-47) onto a mean-face template
-  (:mod:`emoface.metrics.face_crop`), cut at ``image_size`` (PSNR, SSIM, LPIPS, FID, LMD: 128)
-  and ``sync_size`` (SyncNet, emotion: 224). The ground truth's transform of frame k cuts every
-  row's frame aligned to it: a reconstruction test keeps the ground truth's head pose, so the
-  warp fits every method, identical pixels give identical crops, and no detector failing on a
-  bad video can move its crop (EAT aligns each video on its own detections, which also hides a
-  misplaced head from PSNR). ``crop: box`` is syncnet_python's box rule; ``none`` whole frames.
+* **Every video aligned by its own face** (``crop: own``, the default): landmarks are detected on
+  each row's own frames (the ground truth's included) at their own size; per frame a similarity
+  (skimage's estimate) of points 27-47 (nose and eyes) onto the template, smoothed over time,
+  then stabilised with the video's own pixels (each crop registered to its median crop) and
+  placed by the landmarks re-detected on the steady crops (:meth:`Benchmark._own_alignment`);
+  cut at ``image_size`` (PSNR, SSIM, LPIPS, FID, LMD: 128) and ``sync_size`` (SyncNet, emotion:
+  224). Frames without a face are interpolated (or dropped, ``no_face: drop``); a video with a face
+  in fewer than ``min_face_coverage`` of its frames is ``no_face`` (counted in its row). Any
+  framing (size, letterbox, zoom, offset) gives the same crop of the same face.
+  ``crop: ground_truth`` (formerly ``aligned``) cuts every row with the ground truth's per-frame
+  warp, for reconstructions that share the cache's framing; ``box`` is syncnet_python's box rule;
+  ``none`` whole frames. ``configs/benchmark/eat.yaml`` is EAT's protocol (its template, clips,
+  skimage warp, drop rule, mean-centred LMD, torchvision FID).
 * **FID**: ``fid_frames`` evenly spaced crops per video (``None``: all frames), real set = the
-  ground-truth clips' crops, pytorch-fid's InceptionV3 and Frechet distance.
+  ground-truth clips' crops, pytorch-fid's InceptionV3 (or torchvision's, ``fid_network``) and
+  Frechet distance, its matrix square roots on rank 0 only.
 * **LSE**: the ground-truth audio (default) or the method's own track (``audio: own``).
 * **Emotion accuracy**: one prediction per video (all its crops); the target is the emotion of
   the clip the file name names; classifier outputs are mapped to EMOTIONS by label name.
@@ -35,8 +42,8 @@ The protocol (recorded in ``protocol.json`` with every result):
   method costs only its videos and a changed protocol never reads stale entries.
 
 A metric whose evaluator cannot be loaded (missing weight file) is ``n/a`` with the reason in
-every row; a clip a method lacks, cannot be decoded or is too short is counted and named in
-``report.md`` and the row's clip count says how many clips it covers.
+every row; a clip a method lacks, cannot be decoded, is too short or shows no face is counted and
+named in ``report.md``, and results.md shows each row's clips as scored / expected.
 """
 
 from __future__ import annotations
