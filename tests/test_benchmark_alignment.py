@@ -7,7 +7,8 @@ frame, off centre), a zoomed copy (the central 80 % scaled back up), a blurred c
 folder missing a clip. With every video aligned by the landmarks dlib finds on its own frames
 (the default ``crop: own``), the copies score like the ground truth whatever their framing.
 
-    python -m pytest tests/test_benchmark_alignment.py -k planted -s    # prints the planted-row table
+    python -m pytest tests/test_benchmark_alignment.py -k planted_rows -s    # prints the planted-row table
+    python tests/test_benchmark_alignment.py    # the table with the own crop and with the ground-truth warp
 """
 
 from __future__ import annotations
@@ -413,3 +414,30 @@ def test_progress_lines_with_eta_while_a_clip_is_slow(capsys) -> None:
     assert lines[0].startswith("benchmark: 0/4 clips done (rank 0's share of 8 clips over 2 ranks)")
     assert "ETA ?" in lines[0] and "now M003/angry/level_3/001 EAT" in lines[0]
     assert "1/4 clips done" in lines[-1] and "ETA 0:00:0" in lines[-1]
+
+
+def _planted_tables(root: Path) -> str:
+    """results.md of the planted rows with the own crop and with the ground truth's warp, for the record."""
+
+    class _Factory:  # pytest's tmp_path_factory, outside pytest
+        def mktemp(self, name: str) -> Path:
+            path = root / name
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            return path
+
+    factory = _Factory()
+    tiny = tiny_mead.__wrapped__(factory)
+    rows = planted.__wrapped__(tiny, factory)
+    text = []
+    for crop in ("own", "ground_truth"):
+        out = factory.mktemp(f"out-{crop}")
+        _bench(rows, out, crop=crop)
+        text.append(f"## crop: {crop}\n\n" + (out / "results.md").read_text())
+    return "\n".join(text)
+
+
+if __name__ == "__main__":  # python tests/test_benchmark_alignment.py [folder]: the planted-row tables
+    import tempfile
+
+    print(_planted_tables(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="planted-"))))
