@@ -185,6 +185,51 @@ def test_mean_centred_lmd_ignores_a_shift_and_keeps_pixels() -> None:
     assert out["m_lmd"].item() == pytest.approx(expected_mouth) and out["f_lmd"].item() == pytest.approx(expected_face)
 
 
+class _ScriptedDetector:
+    """A detector stand-in: the face template placed by a known similarity on every frame, except the
+    frames listed as faceless."""
+
+    name = "scripted"
+
+    def __init__(self, faceless: set[int], template: np.ndarray) -> None:
+        self.faceless, self.template, self.calls = faceless, template, 0
+
+    def landmarks_from_chunks(self, chunks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        frames = np.concatenate(list(chunks))
+        out = np.zeros((len(frames), 68, 3), np.float32)
+        found = np.zeros(len(frames), bool)
+        for i, frame in enumerate(frames):
+            t = int(frame[0, 0, 0])  # the frame's index is written in its first pixel
+            if t not in self.faceless:
+                out[i, :, :2] = 2.0 * self.template + [10.0 + t, 20.0]  # the face drifts right, 1 px a frame
+                found[i] = True
+        return out, found
+
+
+@pytest.mark.parametrize("rule", ["interpolate", "drop"])
+def test_frames_without_a_face_follow_the_rule(rule: str) -> None:
+    template = crop_template("mean_face", 64)
+    frames = torch.zeros(10, 3, 160, 160, dtype=torch.uint8)
+    frames[:, :, 0, 0] = torch.arange(10, dtype=torch.uint8)[:, None]
+    system = Benchmark(metrics=["psnr"], image_size=64, sync_size=64, align_smooth=0, align_stabilise=False,
+                       no_face=rule, landmark_detector=_ScriptedDetector({3, 4}, template), progress_seconds=0)  # fmt: skip
+    out = system._own_alignment(frames)
+    assert (out["found"], out["total"], out["ok"]) == (8, 10, True)
+    # Frame t maps its face (2 x template + (10 + t, 20)) back onto the template.
+    expected = lambda t: np.array([[0.5, 0, -(10.0 + t) / 2], [0, 0.5, -10.0]])  # noqa: E731
+    if rule == "interpolate":
+        assert out["keep"].tolist() == list(range(10))
+        for t in range(10):  # frames 3 and 4 interpolated between 2 and 5: the same drift
+            np.testing.assert_allclose(out["img"][t], expected(t), atol=1e-6)
+    else:
+        assert out["keep"].tolist() == [0, 1, 2, 5, 6, 7, 8, 9]
+        for k, t in enumerate(out["keep"]):
+            np.testing.assert_allclose(out["img"][k], expected(t), atol=1e-6)
+    few = Benchmark(metrics=["psnr"], image_size=64, sync_size=64, no_face=rule, progress_seconds=0,
+                    landmark_detector=_ScriptedDetector(set(range(6)), template))  # fmt: skip
+    assert few._own_alignment(frames)["ok"] is False  # a face in 4 of 10 frames < min_face_coverage 0.5
+
+
 # ------------------------------------------------------------------------------ the EAT preset
 
 
