@@ -177,6 +177,10 @@ def test_two_processes_give_the_same_table(bench_setup: dict, single_run: tuple[
             tol = 1e-5 if key == "fid" else 1e-9
             assert float(got[method][key]) == pytest.approx(float(value), rel=1e-6, abs=tol, nan_ok=True), (
                 method, key)  # fmt: skip
+    # protocol.json's counts are every rank's, summed (rank 0 holds only half of the clips).
+    protocol = json.loads((tmp_path / "protocol.json").read_text())
+    assert protocol["world_size"] == 2 and sum(protocol["ground_truth_cache"]["this_run"].values()) == 4
+    assert {r["method"]: (r["clips"], r["missing"], r["unreadable"]) for r in protocol["rows"]}["broken"] == (2, 1, 1)
 
 
 def test_missing_weights_make_na_rows_not_a_crash(bench_setup: dict, tmp_path, monkeypatch) -> None:
