@@ -353,8 +353,9 @@ class Benchmark(L.LightningModule):
             is shorter).
         min_face_coverage: own crop: a video with a face in fewer than this fraction of its
             frames is not scored (status ``no_face``; counted in the row).
-        warp: ``"opencv"`` (warpAffine, bilinear, replicated border) or ``"skimage"``
-            (``skimage.transform.warp``, bilinear, black outside the frame: EAT's).
+        warp: own crop: ``"opencv"`` (warpAffine, bilinear, replicated border, ``INTER_AREA``
+            pre-shrink where the warp shrinks) or ``"skimage"`` (``skimage.transform.warp``,
+            bilinear, black outside the frame, no anti-aliasing: EAT's). The other crops use OpenCV.
         protocol_name: the protocol's name, printed over the table and in protocol.json.
         progress_seconds: rank 0 prints clips done / total with an ETA at least this often while
             testing (``None``: ``$EMOFACE_PROGRESS_SECONDS`` or 30; 0: never).
@@ -1209,7 +1210,12 @@ class Benchmark(L.LightningModule):
                     f"video's own frames, a similarity of points {points} onto the template (skimage's "
                     "SimilarityTransform.estimate, template -> frame, inverted)"
                     + (f", smoothed over time (Gaussian, sigma {self.align_smooth:g} frames)" if self.align_smooth > 0
-                       else "") + f"; {warp}"),
+                       else "")
+                    + ("; stabilised: each crop registered to the video's median crop on the template's upper face "
+                       "(OpenCV ECC, affine -> nearest similarity), then placed by the time average of the landmarks "
+                       "detected again on the steady crops" if self.align_stabilise else "")
+                    + f"; {warp}" + (", INTER_AREA pre-shrink where the warp shrinks" if self.warp_backend == "opencv"
+                                     else "")),
             "ground_truth": (f"per frame, a similarity transform (Umeyama least squares) of the ground truth's "
                              f"landmarks {points} onto the template; {warp}"),
             "box": "syncnet_python crop_video box (cs 0.4, median 13) from the ground truth's landmarks, grey 110 pad",
