@@ -76,8 +76,9 @@ def _write_frames(folder: Path, frames: list[np.ndarray]) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_mead(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A mini-MEAD tree of 256 px frames holding the test actor's ``CLIPS`` and one training clip (a few
-    seconds to make), and its cache of 128 px face crops (the groundtruth backend)."""
+    """A mini-MEAD tree of 256 px frames holding the test actor's ``CLIPS`` and one clip of the training and
+    of the validation actor (a few seconds to make), and its cache of 128 px face crops (the groundtruth
+    backend)."""
     import json
 
     from emoface.datamodules.mini_mead import (
@@ -94,7 +95,8 @@ def tiny_mead(tmp_path_factory: pytest.TempPathFactory) -> dict:
     config = MiniMEADConfig(speakers=3, clips=1, seconds=1.0, size=256, seed=0)
     actors = actor_names(3)
     split = speaker_split(actors)
-    jobs = [(split["test"][0], *c.split("/")[:2]) for c in CLIPS] + [(split["train"][0], "angry", "level_3")]
+    jobs = [(split["test"][0], *c.split("/")[:2]) for c in CLIPS]
+    jobs += [(split["train"][0], "angry", "level_3"), (split["val"][0], "angry", "level_3")]  # 3 actors: a real split
     for actor, emotion, level in jobs:
         make_clip(ClipJob(str(raw), actor, emotion, int(level.removeprefix("level_")), 1, config))
     meta = {"dataset": "mini-MEAD", "generator_version": GENERATOR_VERSION, "actors": actors, "split": split}

@@ -297,6 +297,8 @@ class _Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 class Benchmark(L.LightningModule):
