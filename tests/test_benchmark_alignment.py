@@ -269,6 +269,7 @@ def test_eat_full_set_rule() -> None:
     assert len(picked) == 7 * 2 + 2 and all((p.level == 1) == (p.emotion == "neutral") for p in picked)
 
 
+@pytest.mark.filterwarnings("ignore:`estimate` is deprecated:FutureWarning")  # EAT's own call, kept as it is
 def test_eat_template_crops_are_eats_163_warp_cut_to_128() -> None:
     """crop_template("eat", 128) with a 128 warp equals skimage's 163 warp cut [1:129, 1:129], and the
     similarity is skimage's SimilarityTransform.estimate(template[27:45], landmarks[27:45])."""
@@ -320,6 +321,7 @@ def test_torchvision_inception_for_eats_fid(tmp_path: Path, monkeypatch) -> None
     assert "inception_v3_google-0cc3c7bd.pth sha256:" in system.weight_files["fid_inception_torchvision"]
 
 
+@pytest.mark.filterwarnings("ignore:`estimate` is deprecated:FutureWarning")  # EAT's own call, kept as it is
 @pytest.mark.timeout(600)
 def test_eat_protocol_on_planted_videos_follows_its_facts(planted: dict, tmp_path: Path) -> None:
     """The EAT preset's crop and metrics on one clip: the copy row's PSNR, SSIM and LMD equal the reference
