@@ -8,6 +8,13 @@ little with speech and expression) onto a fixed template, the canonical mean fac
 template scales with the crop side, so the same face layout is cut at 128 (image metrics, LMD) and
 224 (SyncNet, emotion); :func:`rescale_matrices` turns one size's matrices into another's.
 
+**Own-face alignment** (the benchmark's default, ``crop: own``): every video is aligned by its own
+landmarks with :func:`similarity_to_template` (skimage's estimate, template -> frame, inverted)
+onto :func:`crop_template` (the mean face, or EAT's ``base_68`` shipped as package data), gaps
+filled by :func:`fill_missing_matrices`, jitter removed by :func:`smooth_matrices` and
+:func:`register_to_median`, warped by :func:`warp_faces` (``antialias``) or
+:func:`warp_faces_skimage` (EAT's warp).
+
 **Box crop** (:func:`box_matrices`, as a matrix for :func:`warp_faces`, or :func:`face_crop`) follows syncnet_python's ``run_pipeline.crop_video``: per frame a face box of half-size
 ``bs = max(w, h) / 2`` around its centre ``(mx, my)`` is smoothed over time with a median
 filter (kernel 13; edges repeated rather than zero-padded), the crop spans columns ``mx -+ bs (1 + cs)`` and rows ``my - bs`` to
