@@ -410,11 +410,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for problem in missing:
                     print(f"emoface {verb}: error: {problem}", file=sys.stderr)
                 return 2
-            return run_lightning_cli(None if from_command_line else argv)
+            return _run_trainer_verb(verb, None if from_command_line else argv)
         return _run_tool(argv)
     except KeyboardInterrupt:
         print(f"emoface{' ' + verb if verb else ''}: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
         return INTERRUPTED
+
+
+def _run_trainer_verb(verb: str, argv: list[str] | None) -> int:
+    """``fit|validate|test|predict`` through LightningCLI; a configuration found unusable before any
+    work (e.g. ``BenchmarkConfigError``, which jsonargparse re-raises as the cause of its own
+    ``ValueError``) is one line and status 2."""
+    try:
+        return run_lightning_cli(argv)
+    except ValueError as error:
+        cause: BaseException | None = error
+        while cause is not None and getattr(cause, "exit_code", None) != 2:
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        print(f"emoface {verb}: error: {cause}", file=sys.stderr)
+        return 2
 
 
 def _run_tool(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ import torch
 
 from emoface.datamodules.method_videos import (
     PATTERNS,
+    BenchmarkConfigError,
     BenchmarkDataModule,
     compile_pattern,
     evenly_spaced,
@@ -154,7 +155,7 @@ def test_rows_rank_the_planted_defects(single_run: tuple[Path, dict]) -> None:
     assert "unreadable: 1: " in report and "sad/level_3/001" in report and "corrupt" in report
     assert "folder unusable: no folder" in report
     md = (out / "results.md").read_text()
-    assert "PSNR ↑" in md and "LSE-D ↓" in md and "| broken | 2 |" in md
+    assert "PSNR (dB) ↑" in md and "LSE-D ↓" in md and "| broken | 2/4 ⚠ | 1 | 1 | 0 | 0 |" in md
     with open(out / "per_clip.csv") as handle:
         per_clip = list(csv.DictReader(handle))
     assert len(per_clip) == 8 * 4
@@ -176,6 +177,10 @@ def test_two_processes_give_the_same_table(bench_setup: dict, single_run: tuple[
             tol = 1e-5 if key == "fid" else 1e-9
             assert float(got[method][key]) == pytest.approx(float(value), rel=1e-6, abs=tol, nan_ok=True), (
                 method, key)  # fmt: skip
+    # protocol.json's counts are every rank's, summed (rank 0 holds only half of the clips).
+    protocol = json.loads((tmp_path / "protocol.json").read_text())
+    assert protocol["world_size"] == 2 and sum(protocol["ground_truth_cache"]["this_run"].values()) == 4
+    assert {r["method"]: (r["clips"], r["missing"], r["unreadable"]) for r in protocol["rows"]}["broken"] == (2, 1, 1)
 
 
 def test_missing_weights_make_na_rows_not_a_crash(bench_setup: dict, tmp_path, monkeypatch) -> None:
@@ -354,7 +359,7 @@ def test_ground_truth_side_is_cached_and_keyed_by_the_protocol(bench_setup: dict
     assert np.isfinite(rows["source_frame"]["psnr"]) and rows["source_frame"]["ssim"] < 1.0
     protocol = json.loads((tmp_path / "b" / "protocol.json").read_text())
     assert protocol["ground_truth_cache"]["this_run"] == {"decoded": 0, "cached": 2}
-    assert protocol["face_crop"]["mode"] == "aligned" and "27-47" in protocol["face_crop"]["rule"]
+    assert protocol["face_crop"]["mode"] == "own" and "27-47" in protocol["face_crop"]["rule"]
     # A setting the ground truth depends on (here the crop mode: whole frames, the slow test's) gets
     # its own cache folder: computed afresh.
     nets = {k: v for k, v in _tiny_evaluators().items() if k != "fid_inception"}
@@ -432,5 +437,5 @@ def test_builtin_clip_list_is_selectable(bench_setup: dict) -> None:
     assert len(ids) == 8 and all(
         ("neutral/level_1" in c) or ("level_3" in c) for c in ids
     )  # mini-MEAD: 1 sentence each
-    with pytest.raises(FileNotFoundError, match="built-in lists"):
+    with pytest.raises(BenchmarkConfigError, match="built-in lists"):
         BenchmarkDataModule(clip_list="mead1000", cache_dir=str(bench_setup["cache"])).setup("test")

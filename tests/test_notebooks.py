@@ -89,5 +89,5 @@ def test_benchmark_report_runs_with_tiny_settings(mini_mead_small: Path, tmp_pat
     text = "".join(o.get("text", "") for o in outputs)
     assert "4 rows, 12 per-clip rows, 3 test clips" in text  # results.csv and per_clip.csv were read
     rendered = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
-    assert "PSNR ↑" in rendered and "| blur |" in rendered and "fid: n/a, MissingWeightsError" in rendered
+    assert "PSNR (dB) ↑" in rendered and "| blur |" in rendered and "fid: n/a, MissingWeightsError" in rendered
     assert len(images_in(outputs)) >= 3  # the bars per metric, accuracy per emotion, metrics per emotion

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from emoface.datamodules.mead import MEADDataModule
 from emoface.datamodules.mead_dataset import ClipEntry, MEADWindows
 from emoface.emotions import EMOTIONS, emotion_index
+from emoface.preprocessing import manifest as mf
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,16 @@ def parse_name(relative: str, pattern: str | re.Pattern[str]) -> str | None:
     return clip_id_of(match["actor"], match["emotion"], match["level"], match["clip"])
 
 
+class BenchmarkConfigError(ValueError):
+    """A benchmark setting that cannot work (a method entry, a clip list), found before any decoding.
+
+    ``emoface test`` prints its one-line message and exits with status 2 (:attr:`exit_code`),
+    having written nothing.
+    """
+
+    exit_code = 2
+
+
 @dataclass
 class MethodSpec:
     """One row of the table: a folder of another method's outputs.
@@ -118,14 +129,41 @@ class MethodSpec:
     audio: str = "ground_truth"
 
     @classmethod
-    def from_config(cls, value: Mapping[str, Any] | MethodSpec) -> MethodSpec:
+    def from_config(cls, value: Mapping[str, Any] | MethodSpec, index: int = 0) -> MethodSpec:
+        """A spec from a config entry, checked before any work.
+
+        Raises:
+            BenchmarkConfigError: not a mapping, an unknown or missing key, a pattern that is neither
+                a shipped name (listed in the message) nor a valid pattern string, a bad ``audio``
+                value or a reserved name; the message names the entry and the value.
+        """
         if isinstance(value, MethodSpec):
             return value
-        spec = cls(**dict(value))
+        if not isinstance(value, Mapping):
+            raise BenchmarkConfigError(f"methods[{index}]: expected a mapping {{name, folder, pattern, audio}}, "
+                                       f"got {value!r}")  # fmt: skip
+        keys = [f.name for f in fields(cls)]
+        label = f"methods[{index}]" + (f" ({value['name']})" if "name" in value else "")
+        unknown = [k for k in value if k not in keys]
+        if unknown:
+            raise BenchmarkConfigError(f"{label}: unknown key {unknown[0]!r}; the keys are {', '.join(keys)}")
+        absent = [k for k in ("name", "folder") if not value.get(k)]
+        if absent:
+            raise BenchmarkConfigError(f"{label}: missing key {absent[0]!r}; the keys are {', '.join(keys)}")
+        spec = cls(**{k: str(v) for k, v in value.items()})
         if spec.audio not in ("ground_truth", "own"):
-            raise ValueError(f"method {spec.name}: audio must be 'ground_truth' or 'own', got {spec.audio!r}")
+            raise BenchmarkConfigError(f"{label}: audio must be 'ground_truth' or 'own', got {spec.audio!r}")
         if spec.name in SANITY_ROWS:
-            raise ValueError(f"method name {spec.name!r} is reserved for a sanity row")
+            raise BenchmarkConfigError(f"{label}: method name {spec.name!r} is reserved for a sanity row")
+        if spec.pattern not in PATTERNS:
+            if "{" not in spec.pattern:
+                raise BenchmarkConfigError(f"{label}: unknown pattern {spec.pattern!r}; shipped patterns: "
+                                           f"{', '.join(PATTERNS)} (or a pattern string with {{actor}}, {{emotion}}, "
+                                           "{level}, {clip})")  # fmt: skip
+            try:
+                compile_pattern(spec.pattern)
+            except ValueError as error:
+                raise BenchmarkConfigError(f"{label}: bad pattern: {error}") from None
         return spec
 
 
@@ -254,9 +292,18 @@ def load_method_video(path: Path, fps: float, want_audio: bool, sample_rate: int
 def read_clip_list(path: str | Path) -> list[str]:
     """Clip ids listed in a text file, one per line: ``M003/angry/level_3/001`` or a ``mead``-pattern
     name like ``M003_ang_3_001`` (extension optional); ``#`` starts a comment."""
+    return parse_clip_lines(Path(path).read_text().splitlines(), path)
+
+
+def parse_clip_lines(lines: Sequence[str], path: str | Path) -> list[str]:
+    """Clip ids of clip-list lines (see :func:`read_clip_list`); ``path`` names the list in errors.
+
+    Raises:
+        ValueError: a line that is not a clip.
+    """
     regex = compile_pattern("{actor}_{emotion}_{level}_{clip}")
     out = []
-    for line in Path(path).read_text().splitlines():
+    for line in lines:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -264,9 +311,16 @@ def read_clip_list(path: str | Path) -> list[str]:
         stem = line[: -len(suffix)] if suffix.lower() in VIDEO_SUFFIXES else line
         parts = stem.split("/")
         if len(parts) == 4:
-            out.append(clip_id_of(parts[0], parts[1], parts[2].removeprefix("level_"), parts[3]))
+            try:
+                out.append(clip_id_of(parts[0], parts[1], parts[2].removeprefix("level_"), parts[3]))
+            except ValueError:
+                raise ValueError(f"{path}: cannot read clip {line!r} (expected M003/angry/level_3/001 or "
+                                 "M003_ang_3_001)") from None  # fmt: skip
             continue
-        clip_id = parse_name(stem, regex)
+        try:
+            clip_id = parse_name(stem, regex)
+        except ValueError:
+            clip_id = None
         if clip_id is None:
             raise ValueError(f"{path}: cannot read clip {line!r} (expected M003/angry/level_3/001 or M003_ang_3_001)")
         out.append(clip_id)
@@ -299,8 +353,26 @@ def mead100_clips(entries: Sequence[ClipEntry], per_actor: int = 25) -> list[Cli
     return out
 
 
-BUILTIN_CLIP_LISTS = {"mead100": mead100_clips}
-"""Clip lists selectable by name instead of a file (``clip_list: mead100``)."""
+def eat_full_clips(entries: Sequence[ClipEntry]) -> list[ClipEntry]:
+    """EAT's full MEAD test set (985 clips on MEAD): every test clip with a non-neutral emotion at level 3
+    or neutral at level 1."""
+    return [e for e in entries if e.level == (1 if e.emotion == "neutral" else 3)]
+
+
+def eat100_clip_ids() -> list[str]:
+    """EAT's 100 clips (its ``rand_sample_ours_mead100.npy``), in its order, from the package data file
+    ``emoface/data/eat_mead100.txt``."""
+    from importlib import resources
+
+    text = resources.files("emoface").joinpath("data", "eat_mead100.txt").read_text()
+    return parse_clip_lines(text.splitlines(), "eat_mead100.txt")
+
+
+BUILTIN_CLIP_LISTS: dict[str, Any] = {"mead100": mead100_clips, "eat_full": eat_full_clips, "eat100": eat100_clip_ids}
+"""Clip lists selectable by name instead of a file: ``mead100`` (emoface's rule), ``eat_full`` (EAT's
+985-clip set, a rule on the test clips) and ``eat100`` (EAT's exact 100 clips, shipped)."""
+LISTED_BUILTINS = ("eat100",)
+"""Built-in lists that name clips (checked like a file) rather than select them by a rule."""
 
 
 class ShardSampler(DistributedSampler):
@@ -401,15 +473,22 @@ class BenchmarkDataModule(MEADDataModule):
     ) -> None:
         kwargs.setdefault("fields", ["waveform", "landmarks", "pose", "gaze", "frames"])
         super().__init__(**kwargs)
-        self.methods = [MethodSpec.from_config(m) for m in methods or []]
+        if methods is not None and not isinstance(methods, Sequence):
+            raise BenchmarkConfigError(f"methods: expected a list of {{name, folder, pattern, audio}}, got {methods!r}")
+        self.methods = [MethodSpec.from_config(m, i) for i, m in enumerate(methods or [])]
         names = [m.name for m in self.methods]
-        if len(set(names)) != len(names):
-            raise ValueError(f"method names must be unique, got {names}")
+        doubles = sorted({n for n in names if names.count(n) > 1})
+        if doubles:
+            raise BenchmarkConfigError(f"methods: the name {doubles[0]!r} is used twice; names must be unique")
         unknown = [s for s in sanity if s not in SANITY_ROWS]
         if unknown:
-            raise ValueError(f"unknown sanity rows {unknown}; choose from {SANITY_ROWS}")
+            raise BenchmarkConfigError(f"sanity: unknown row {unknown[0]!r}; choose from {', '.join(SANITY_ROWS)}")
         self.sanity = list(sanity)
         self.clip_list = clip_list
+        self.listed = self._read_listed(clip_list)
+        if (self.cache_dir / mf.MANIFEST).is_file():  # an existing cache: check the list against it now
+            everything, _ = self._entries()
+            self._select(everything, self.split_entries()["test"])
         self.fps = fps
         self.strict = strict
         self.pairings: dict[str, Pairing] = {}
@@ -420,25 +499,62 @@ class BenchmarkDataModule(MEADDataModule):
         """Table rows in order: sanity rows, then methods."""
         return self.sanity + [m.name for m in self.methods]
 
+    @staticmethod
+    def _read_listed(clip_list: str | None) -> list[str] | None:
+        """The clip ids a list names (a file or :data:`LISTED_BUILTINS`), ``None`` for a rule or no list.
+
+        Raises:
+            BenchmarkConfigError: a missing, unreadable, malformed or empty file.
+        """
+        if clip_list is None or (clip_list in BUILTIN_CLIP_LISTS and clip_list not in LISTED_BUILTINS):
+            return None
+        if clip_list in LISTED_BUILTINS:
+            return BUILTIN_CLIP_LISTS[clip_list]()
+        path = Path(clip_list).expanduser()
+        if not path.is_file():
+            raise BenchmarkConfigError(
+                f"clip_list {clip_list}: no such file (built-in lists: {', '.join(BUILTIN_CLIP_LISTS)})"
+            )
+        try:
+            listed = read_clip_list(path)
+        except (OSError, UnicodeDecodeError) as error:
+            raise BenchmarkConfigError(f"clip_list {clip_list}: unreadable ({type(error).__name__}: {error})") from None
+        except ValueError as error:
+            raise BenchmarkConfigError(f"clip_list {error}") from None
+        if not listed:
+            raise BenchmarkConfigError(f"clip_list {clip_list}: names no clip")
+        return listed
+
+    def _select(self, everything: Sequence[ClipEntry], test: Sequence[ClipEntry]) -> list[ClipEntry]:
+        """The test clips the clip list keeps (all of ``test`` without one).
+
+        Raises:
+            BenchmarkConfigError: listed clips absent from the cache, or outside the split's test clips
+                (the first few named), or a rule that keeps nothing.
+        """
+        if self.clip_list in BUILTIN_CLIP_LISTS and self.listed is None:
+            chosen = BUILTIN_CLIP_LISTS[self.clip_list](test)
+            if not chosen:
+                raise BenchmarkConfigError(f"clip_list {self.clip_list}: no test clip of the cache fits it")
+            return list(chosen)
+        if self.listed is None:
+            return list(test)
+        by_id = {e.clip_id: e for e in everything}
+        absent = [c for c in self.listed if c not in by_id]
+        if absent:
+            raise BenchmarkConfigError(f"clip_list {self.clip_list}: {len(absent)} of {len(self.listed)} clips are "
+                                       f"not in the cache {self.cache_dir}, e.g. {', '.join(absent[:3])}")  # fmt: skip
+        in_split = {e.clip_id for e in test}
+        outside = [c for c in self.listed if c not in in_split]
+        if outside:
+            raise BenchmarkConfigError(f"clip_list {self.clip_list}: {len(outside)} clips are outside the test clips "
+                                       f"of the {self.split} split, e.g. {', '.join(outside[:3])}")  # fmt: skip
+        return [by_id[c] for c in dict.fromkeys(self.listed)]
+
     def setup(self, stage: str | None = None) -> None:
         """Choose the test clips and pair every method folder with them."""
         everything, _ = self._entries()
-        test = self.split_entries()["test"]
-        if self.clip_list in BUILTIN_CLIP_LISTS:
-            test = BUILTIN_CLIP_LISTS[self.clip_list](test)
-            if not test:
-                raise ValueError(f"clip list {self.clip_list}: no test clip of the cache fits it")
-        elif self.clip_list:
-            if not Path(self.clip_list).is_file():
-                raise FileNotFoundError(
-                    f"clip list {self.clip_list}: no such file (built-in lists: {sorted(BUILTIN_CLIP_LISTS)})"
-                )
-            listed = read_clip_list(self.clip_list)
-            by_id = {e.clip_id: e for e in everything}
-            absent = [c for c in listed if c not in by_id]
-            if absent:
-                raise ValueError(f"clip list {self.clip_list}: {len(absent)} clips not in the cache: {absent[:5]}")
-            test = [by_id[c] for c in dict.fromkeys(listed)]
+        test = self._select(everything, self.split_entries()["test"])
         self.test_entries = sorted(test, key=lambda e: e.clip_id)
         ids = [e.clip_id for e in self.test_entries]
         self.pairings = {spec.name: pair_method(spec, ids) for spec in self.methods}

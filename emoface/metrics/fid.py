@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from emoface.io.weights import load_weights
+from emoface.io.weights import WeightsInfo, load_weights, register_weights
 from emoface.metrics import functional as MF
 from emoface.metrics.base import FrozenEvaluatorMixin, GaussianFeatureStates
 
@@ -118,3 +118,55 @@ class FID(FrozenEvaluatorMixin, GaussianFeatureStates, Metric):
         super().reset()
         for key, value in kept.items():
             setattr(self, key, value)
+
+
+TORCHVISION_INCEPTION_KEY = "fid_inception_torchvision"
+register_weights(
+    TORCHVISION_INCEPTION_KEY,
+    WeightsInfo(
+        "inception_v3_google-0cc3c7bd.pth",
+        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth "
+        "(torchvision Inception_V3_Weights.IMAGENET1K_V1)",
+        "torchvision's ImageNet InceptionV3 for FID as EAT's evaluation computes it",
+    ),
+)
+
+
+class TorchvisionInceptionFeatures(torch.nn.Module):
+    """torchvision's ImageNet InceptionV3 as an FID feature network (EAT's evaluation's choice).
+
+    Input ``(N, 3, H, W)`` RGB in [0, 1]; frames are resized to 299 (bilinear), normalised with
+    ImageNet's mean and std, and the 2048-d average-pool features (the input of ``fc``) returned as
+    ``[(N, 2048, 1, 1)]``, the layout of pytorch-fid's network, so
+    :func:`emoface.metrics.functional.inception_features` serves both. Its FID is not comparable
+    to pytorch-fid's (other weights, other preprocessing).
+    """
+
+    def __init__(self, state_dict: dict[str, Tensor] | None = None) -> None:
+        super().__init__()
+        from torchvision.models import inception_v3
+
+        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        net.fc = torch.nn.Identity()
+        self.net = net
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = torch.nn.functional.interpolate(x.float(), size=(299, 299), mode="bilinear", align_corners=False)
+        net = self.net
+        was_training = net.training
+        net.eval()  # (eval: no auxiliary output)
+        features = net((x - self.mean) / self.std)
+        net.train(was_training)
+        return [features[:, :, None, None]]
+
+
+def build_torchvision_inception(weights: str | os.PathLike | None = None) -> torch.nn.Module:
+    """:class:`TorchvisionInceptionFeatures` with ``inception_v3_google-0cc3c7bd.pth`` from the torch hub
+    cache (or ``weights``), read with ``weights_only=True``, never downloaded; a missing file raises
+    :class:`emoface.io.weights.MissingWeightsError`."""
+    state = load_weights(TORCHVISION_INCEPTION_KEY, weights)
+    return TorchvisionInceptionFeatures(state).eval().requires_grad_(False)
