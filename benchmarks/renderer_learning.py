@@ -1,28 +1,53 @@
-"""Proof that the renderer learns: `configs/renderer_small.yaml` trained on mini-MEAD, scored on
-actors it never saw.
+"""Proof that the renderer learns: `configs/renderer_small.yaml` trained on mini-MEAD **with free head
+motion**, scored on actors it never saw.
 
     python benchmarks/renderer_learning.py            # CPU; cache built under --out unless --cache-dir
+    python benchmarks/renderer_learning.py --default-data   # MEAD-like heads that barely move
 
 1. Builds (or reuses) a 24-actor mini-MEAD cache at 64 px (22 training actors, 1 validation,
-   1 test; speaker split; built like the evaluators' cache).
+   1 test; speaker split) whose heads turn, tilt and move (``make_mini_mead(free_motion=True)``:
+   motion a keypoint renderer must model; on the default mini-MEAD copying the source frame is
+   already close to every frame).
 2. Trains ``FaceRenderer`` exactly as a user does, ``emoface fit --config configs/renderer_small.yaml``
    (in-process, with the cache and a run folder on the command line).
 3. Loads the last checkpoint and, for every clip of the two held-out actors, reconstructs each
    driving frame from the clip's **first** frame with the batched inference path
    (:class:`emoface.rendering.FaceVid2VidRenderer.reconstruct`), against the "source frame
-   repeated" baseline (frame 0, the source itself, is left out of the scores). PSNR and SSIM are emoface's metrics (scikit-image definitions); LPIPS
-   needs torchvision's AlexNet weights (``alexnet-owt-7be5be79.pth`` in the torch hub cache or
+   repeated" baseline and against the same renderer driven by the **source's keypoints held
+   still** (what it draws when it ignores the keypoints); frame 0, the source itself, is left out
+   of the scores. PSNR and SSIM are emoface's metrics (scikit-image definitions); LPIPS needs
+   torchvision's AlexNet weights (``alexnet-owt-7be5be79.pth`` in the torch hub cache or
    ``--lpips-weights``) and is reported as n/a without them. The estimator's yaw and pitch are
    correlated (Pearson, over all held-out frames) with the head pose preprocessing fitted.
 
-Criteria (exit status 1 when one fails): PSNR >= baseline + 2 dB; SSIM above the baseline;
-LPIPS below it (when it can be computed); yaw and pitch correlation > 0.8.
+Criteria (issue 25; exit status 1 when one fails): PSNR >= source repeated + 3 dB; SSIM above it;
+PSNR driven by each frame's keypoints >= held still + 2 dB (the keypoints matter); LPIPS below
+source repeated (when it can be computed); yaw and pitch correlation >= 0.9.
+
+Status (2026-12-02, 2-core CPU): not met. The dense motion collapses onto its "no motion"
+candidate within the first 100 steps, on the default and on the free-motion data alike, before
+the estimator has learned the head pose (after 100 steps its yaw error is still the spread of
+the data). From then on the keypoint candidates get about 1e-3 of the softmax weight and no
+gradient, and the renderer only re-encodes the source. Measured with a training loop that logs
+the no-motion weight (validation now logs it too: ``val/background_weight``, and
+``val/psnr_held``), free-motion data, batch 8, lr 1e-3:
+
+    recipe as shipped             no-motion weight 0.999 at step 100 (PSNR driven = held still)
+    t / expression heads zeroed   0.999 at step 50 on the default data (less keypoint noise: no help)
+    true pose for the keypoints   0.83 at step 50, 0.87 at step 150 (teacher forcing the rotation
+    (teacher forcing), heads 0    with preprocessing's pose); driven still 0.1 dB below held still
+
+In all three the estimator had not learned the pose by step 150 (yaw error 9.5-9.7 deg against
+9.8 for the untrained one), although the pose loss supervises it directly.
+
+The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
+through the keypoint maths reproduces the tracked 2D landmarks to 3 % of the face size, against
+12-21 % with yaw, pitch or roll flipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -32,14 +57,17 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "renderer_small.yaml"
-MIN_PSNR_GAIN_DB = 2.0
-MIN_POSE_CORRELATION = 0.8
+MIN_PSNR_GAIN_DB = 3.0
+MIN_KEYPOINT_GAIN_DB = 2.0
+MIN_POSE_CORRELATION = 0.9
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/renderer_learning", help="working directory (data, logs)")
     parser.add_argument("--cache-dir", default=None, help="preprocessed mini-MEAD cache (default: built under --out)")
+    parser.add_argument("--default-data", action="store_true",
+                        help="the default mini-MEAD (heads barely move) instead of free head motion")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's training length")
@@ -47,13 +75,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_cache(root: Path) -> Path:
-    """A 24-actor, 64 px mini-MEAD cache built by the evaluators benchmark's ``build_cache`` (reused)."""
-    spec = importlib.util.spec_from_file_location("evaluators_learning", REPO / "benchmarks" / "evaluators_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module.build_cache(root, size=64, speakers=24, seconds=2.0)
+def build_cache(root: Path, free_motion: bool = True, speakers: int = 24, size: int = 64, seconds: float = 2.0,
+                workers: int = 2) -> Path:  # fmt: skip
+    """A ``speakers``-actor mini-MEAD preprocessed at ``size`` px (speaker split: two actors held out);
+    an existing complete cache is reused.
+
+    ``free_motion`` (the default): heads turn, tilt and move as in VoxCeleb-like free talking (yaw
+    within about +-30 deg, pitch +-20, roll +-15, translation and zoom; ``make_mini_mead(free_motion=
+    True)``), cropped by the ``track`` crop: motion a keypoint renderer must model. Without it, the
+    default mini-MEAD (MEAD's seated, frontal actors), where the heads barely move and "source frame
+    repeated" is already close to every frame (built like the evaluators' cache).
+    """
+    from emoface.datamodules import MEADDataModule
+    from emoface.datamodules.mini_mead import free_motion_frame_size, make_mini_mead
+
+    raw, cache = root / "raw", root / "cache"
+    if not (cache / "manifest.csv").is_file():
+        if not (raw / "mini_mead.json").is_file():
+            frame_size = free_motion_frame_size(size) if free_motion else 2 * round(0.75 * size)
+            make_mini_mead(raw, speakers=speakers, clips=1, seconds=seconds, size=frame_size, seed=0, workers=workers,
+                           free_motion=free_motion)  # fmt: skip
+        MEADDataModule(cache_dir=str(cache), raw_root=str(raw), size=size, preprocess_workers=workers).prepare_data()
+    return cache
 
 
 def train(cache: Path, root: Path, seed: int, max_steps: int | None = None) -> Path:
@@ -117,7 +160,7 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
     if not isinstance(system, FaceRenderer):
         system = FaceRenderer.load_from_checkpoint(system, map_location="cpu", perceptual_backbone=None)
     renderer = FaceVid2VidRenderer(system.kp_detector, system.he_estimator, system.generator, batch_size=batch_size)
-    metrics: dict[str, dict[str, Any]] = {"renderer": {}, "source repeated": {}}
+    metrics: dict[str, dict[str, Any]] = {"renderer": {}, "source repeated": {}, "held still": {}}
     for row in metrics.values():
         row.update(psnr=PSNR(), ssim=SSIM())
         try:
@@ -131,6 +174,10 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
     for batch in loader:
         frames = batch["frames"][0]  # (T, 3, H, W) uint8
         prediction = renderer.reconstruct(batch["source_frame"][0], frames)
+        # The same renderer driven by the source's own keypoints held still: what it draws when the
+        # keypoints are ignored. A warp that follows the keypoints must beat it by a wide margin.
+        source = renderer.prepare_source(batch["source_frame"][0])
+        held = renderer.render(source, source.kp_source.expand(frames.shape[0], -1, -1))
         estimate = renderer.estimate_driving(frames)
         for k, name in enumerate(("yaw", "pitch", "roll")):
             angles[name].append(estimate[name])
@@ -138,7 +185,9 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
         # Frame 0 is the source itself (a perfect baseline there): scored are frames 1..T-1.
         target = frames[1:].float().div(255).unsqueeze(0)
         repeated = batch["source_frame"].float().div(255).unsqueeze(1).expand_as(target)
-        for row, video in ((metrics["renderer"], prediction[1:].unsqueeze(0)), (metrics["source repeated"], repeated)):
+        videos = ((metrics["renderer"], prediction[1:].unsqueeze(0)), (metrics["source repeated"], repeated),
+                  (metrics["held still"], held[1:].unsqueeze(0)))  # fmt: skip
+        for row, video in videos:
             for metric in row.values():
                 if metric is not None:
                     metric.update(video, target)
@@ -168,7 +217,9 @@ def table(result: dict[str, Any]) -> str:
         "| method | PSNR (dB) | SSIM | LPIPS |",
         "|---|---|---|---|",
     ]
-    rows = [("source frame repeated", result["source repeated"]), ("renderer (trained)", result["renderer"])]
+    rows = [("source frame repeated", result["source repeated"]),
+            ("renderer, driven by the source's keypoints held still", result["held still"]),
+            ("renderer (trained), driven by each frame's keypoints", result["renderer"])]  # fmt: skip
     if "untrained" in result:
         rows.insert(0, ("renderer, untrained (random init)", result["untrained"]))
     for method, row in rows:
@@ -183,18 +234,21 @@ def table(result: dict[str, Any]) -> str:
 
 
 def criteria(result: dict[str, Any]) -> list[tuple[str, bool]]:
-    ours, base = result["renderer"], result["source repeated"]
+    ours, base, held = result["renderer"], result["source repeated"], result["held still"]
     checks = [
-        (f"PSNR >= source repeated + {MIN_PSNR_GAIN_DB:g} dB ({ours['psnr']:.2f} vs {base['psnr']:.2f})",
-         ours["psnr"] >= base["psnr"] + MIN_PSNR_GAIN_DB),
+        (f"PSNR >= source repeated + {MIN_PSNR_GAIN_DB:g} dB ({ours['psnr']:.2f} vs {base['psnr']:.2f}; margin "
+         f"{ours['psnr'] - base['psnr'] - MIN_PSNR_GAIN_DB:+.2f} dB)", ours["psnr"] >= base["psnr"] + MIN_PSNR_GAIN_DB),
         (f"SSIM above source repeated ({ours['ssim']:.3f} vs {base['ssim']:.3f})", ours["ssim"] > base["ssim"]),
+        (f"keypoints matter: PSNR driven >= held still + {MIN_KEYPOINT_GAIN_DB:g} dB ({ours['psnr']:.2f} vs "
+         f"{held['psnr']:.2f}; margin {ours['psnr'] - held['psnr'] - MIN_KEYPOINT_GAIN_DB:+.2f} dB)",
+         ours["psnr"] >= held["psnr"] + MIN_KEYPOINT_GAIN_DB),
     ]  # fmt: skip
     if ours["lpips"] is not None:
         checks.append((f"LPIPS below source repeated ({ours['lpips']:.3f} vs {base['lpips']:.3f})",
                        ours["lpips"] < base["lpips"]))  # fmt: skip
     for name in ("yaw", "pitch"):
         value = result[f"{name}_correlation"]
-        checks.append((f"{name} correlation > {MIN_POSE_CORRELATION:g} ({value:.3f})", value > MIN_POSE_CORRELATION))
+        checks.append((f"{name} correlation >= {MIN_POSE_CORRELATION:g} ({value:.3f})", value >= MIN_POSE_CORRELATION))
     return checks
 
 
@@ -203,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     start = time.time()
-    cache = Path(args.cache_dir) if args.cache_dir else build_cache(out / "data")
+    cache = Path(args.cache_dir) if args.cache_dir else build_cache(out / ("data" if args.default_data else "data-free-motion"), free_motion=not args.default_data)
     built = time.time()
     checkpoint = train(cache, out / "run", args.seed, args.max_steps)
     trained = time.time()

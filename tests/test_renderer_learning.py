@@ -28,7 +28,9 @@ def renderer_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.set_num_threads(2)
     bench = load_benchmark("renderer_learning")
     root = tmp_path_factory.mktemp("renderer-learning")
-    cache = bench.build_cache(root / "data")
+    # The default mini-MEAD, on which the figures above were measured. The benchmark's own default is
+    # the free-motion data of issue 25, whose criteria no CPU run meets yet (its docstring says why).
+    cache = bench.build_cache(root / "data", free_motion=False)
     checkpoint = bench.train(cache, root / "run", seed=0, max_steps=RUN_STEPS)
     result = bench.evaluate(checkpoint, cache)
     result["untrained"] = bench.evaluate(bench.untrained(checkpoint), cache)["renderer"]
