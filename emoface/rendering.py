@@ -8,7 +8,7 @@ driving frames' keypoints through dense motion, warping and decoding ``batch_siz
 time (:meth:`~FaceVid2VidRenderer.render`): no per-frame Python loop, ``torch.inference_mode``,
 optional bf16 autocast and ``torch.compile`` (GPU).
 
-    renderer = FaceVid2VidRenderer.from_checkpoint("00000189-checkpoint.pth.tar")  # vox-256 sizes
+    renderer = FaceVid2VidRenderer.from_checkpoint("00000189-checkpoint.pth.tar")  # SPADE, vox-256 sizes
     source = renderer.prepare_source(image)                   # (1, 3, 256, 256) in [0, 1]
     kp = renderer.driving_keypoints(source, yaw, pitch, roll, t, exp)   # (N, 15, 3)
     frames = renderer.render(source, kp)                      # (N, 3, 256, 256) in [0, 1]
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ from emoface.networks.face_vid2vid import (
     OcclusionAwareGenerator,
     OcclusionAwareSPADEGenerator,
 )
-from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_state
+from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_networks
 
 
 @dataclass
@@ -88,19 +89,27 @@ class FaceVid2VidRenderer(nn.Module):
         kp_detector: CanonicalKeypointDetector | None = None,
         he_estimator: HeadExpressionEstimator | None = None,
         generator: OcclusionAwareGenerator | OcclusionAwareSPADEGenerator | None = None,
-        **kwargs: object,
+        kp_detector_params: Mapping[str, Any] | None = None,
+        he_estimator_params: Mapping[str, Any] | None = None,
+        generator_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> FaceVid2VidRenderer:
-        """Networks (vox-256 sizes unless given) with a face-vid2vid checkpoint loaded strictly.
+        """A renderer from a face-vid2vid file as downloaded, loaded strictly.
+
+        The file may be the public ``00000189-checkpoint.pth.tar``, SadTalker's
+        ``facevid2vid_00189-model.pth.tar`` or ``SadTalker_V0.0.2_256.safetensors``, or a
+        :meth:`FaceRenderer.export` file; the generator class (plain or SPADE) is the one the file
+        holds. Networks not given are built with ``*_params`` (``None``: vox-256 sizes).
 
         Args:
             path: the checkpoint (``None``: the hub cache's ``00000189-checkpoint.pth.tar``).
             kwargs: :class:`FaceVid2VidRenderer` arguments (``batch_size`` ...).
         """
-        kp_detector = kp_detector if kp_detector is not None else CanonicalKeypointDetector()
-        he_estimator = he_estimator if he_estimator is not None else HeadExpressionEstimator()
-        generator = generator if generator is not None else OcclusionAwareGenerator()
-        load_face_vid2vid_state(path, kp_detector=kp_detector, he_estimator=he_estimator, generator=generator)
-        return cls(kp_detector, he_estimator, generator, **kwargs)
+        nets = load_face_vid2vid_networks(
+            path, kp_detector, he_estimator, generator, kp_detector_params=kp_detector_params,
+            he_estimator_params=he_estimator_params, generator_params=generator_params,
+        )  # fmt: skip
+        return cls(nets["kp_detector"], nets["he_estimator"], nets["generator"], **kwargs)  # type: ignore[arg-type]
 
     @property
     def device(self) -> torch.device:

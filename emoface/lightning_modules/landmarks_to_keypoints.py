@@ -58,7 +58,7 @@ from emoface.networks.face_vid2vid import (
     OcclusionAwareGenerator,
     OcclusionAwareSPADEGenerator,
 )
-from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_state
+from emoface.networks.face_vid2vid.checkpoint import is_safetensors_file, load_face_vid2vid_networks
 from emoface.networks.landmarks_to_keypoints import KeypointMapper
 from emoface.rendering import FaceVid2VidRenderer
 
@@ -74,6 +74,8 @@ def normalise_points(points: Tensor, size: int) -> Tensor:
 
 def _is_lightning_checkpoint(path: Path) -> bool:
     """A checkpoint written by Lightning (``state_dict`` + ``pytorch-lightning_version``), not a public one."""
+    if is_safetensors_file(path):  # SadTalker's single file
+        return False
     try:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # reads no tensor data
@@ -91,7 +93,8 @@ class LandmarksToKeypoints(LightningModule):
         mapper: the mapping network (default sizes when ``None``).
         renderer_checkpoint: ``FaceRenderer`` checkpoint (``.ckpt``) or public face-vid2vid checkpoint.
         kp_detector, he_estimator, generator: the renderer's networks for a public checkpoint
-            (default: vox-256 sizes); ignored for a ``FaceRenderer`` checkpoint, which names its own.
+            (default: vox-256 sizes, the generator class the file holds, plain or SPADE); ignored
+            for a ``FaceRenderer`` checkpoint, which names its own.
         angle_bin_weight, angle_weight, translation_weight, expression_weight, keypoint_weight,
             smoothness_weight, image_weight: loss weights (``image_weight`` 0 skips rendering in training).
         lr, weight_decay: AdamW.
@@ -168,13 +171,9 @@ class LandmarksToKeypoints(LightningModule):
             system = FaceRenderer.load_from_checkpoint(path, map_location="cpu", perceptual_backbone=None)
             networks = (system.kp_detector, system.he_estimator, system.generator)
         else:
-            kp_detector, he_estimator, generator = self._renderer_networks
-            networks = (
-                kp_detector if kp_detector is not None else CanonicalKeypointDetector(),
-                he_estimator if he_estimator is not None else HeadExpressionEstimator(),
-                generator if generator is not None else OcclusionAwareGenerator(),
-            )
-            load_face_vid2vid_state(path, kp_detector=networks[0], he_estimator=networks[1], generator=networks[2])
+            # Networks not configured get vox-256 sizes; the generator is the class the file holds.
+            loaded = load_face_vid2vid_networks(path, *self._renderer_networks)
+            networks = (loaded["kp_detector"], loaded["he_estimator"], loaded["generator"])
         for name, network in zip(("kp_detector", "he_estimator", "generator"), networks):
             network.eval().requires_grad_(False)
             self._renderer[name] = network
