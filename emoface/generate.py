@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--renderer",
         default=None,
-        help="renderer checkpoint (FaceRenderer .ckpt or public face-vid2vid); default: stage 2's own",
+        help="renderer: FaceRenderer .ckpt, a face-vid2vid file (.pth.tar, SadTalker .safetensors) or a "
+        "LivePortrait weights folder, of the family stage 2 was trained for; default: stage 2's own",
     )
     parser.add_argument("--pose-from", default=None, help="a video whose head motion replaces stage 1's")
     parser.add_argument("--seed", type=int, default=None, help="random seed of stage 1's generation")
