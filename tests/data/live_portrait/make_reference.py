@@ -3,8 +3,8 @@
     python tests/data/live_portrait/make_reference.py PUBLIC_CHECKOUT
 
 ``PUBLIC_CHECKOUT`` is a checkout of KwaiVGI/LivePortrait (``src/modules``, ``src/utils/camera.py``
-and ``src/config/models.yaml`` are used; commit a272d74 was read). Nothing of it is copied into this
-repository: the script imports it from there and writes, next to this file:
+and ``src/config/models.yaml`` are used). Nothing of it is copied into this repository: the script
+imports it from there and writes, next to this file:
 
 * ``public_state_keys.json``: ``{file name: {key: shape}}`` of the public networks built from the
   public ``models.yaml`` exactly as its ``load_model`` builds them (the stitching file as
@@ -15,6 +15,14 @@ repository: the script imports it from there and writes, next to this file:
   the appearance volume, the motion extractor's raw outputs and degrees, the posed keypoints of the
   public ``transform_keypoint`` formula, the warping module's outputs, the decoder's frames and the
   stitched keypoints (the public wrapper's ``stitching``).
+
+How the committed fixtures were made: no network access to GitHub was available, so the public
+files at commit a272d74 (``src/modules/{util, appearance_feature_extractor, convnextv2,
+motion_extractor, dense_motion, warping_network, spade_generator, stitching_retargeting_network}.py``,
+``src/utils/camera.py``, ``src/config/models.yaml``, as stored by a code-search index) were written
+verbatim into a local checkout-shaped folder outside this repository (timm's ``DropPath`` and
+``trunc_normal_``, unused at inference, stubbed) and the script ran on it. Rerun it on a real
+checkout to confirm.
 """
 
 from __future__ import annotations
