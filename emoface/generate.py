@@ -130,7 +130,8 @@ def _backend(name: str, device: str) -> Any:
 
 
 def _preview(frames: np.ndarray, cues: dict[str, np.ndarray], render_size: int) -> np.ndarray:
-    """Side by side: the frames | the same frames with stage 1's landmarks, gaze and pose drawn."""
+    """Side by side: the frames | the same frames with stage 1's landmarks, gaze and pose drawn
+    (``render_size``: the frames' side, twice the crop for LivePortrait)."""
     from emoface.visualize import annotate_frames, auto_upscale, track_from_arrays, upscale_frames
 
     track = track_from_arrays(cues).scaled(render_size / float(cues["size"]))
@@ -214,7 +215,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     if args.save_cues:
         written["cues"] = save_npz(out.with_name(f"{out.stem}.cues.npz"), cues)
         written["preview"] = write_video(out.with_name(f"{out.stem}_preview.mp4"),
-                                         _preview(frames, cues, pipeline.render_size), fps=FPS, audio=speech.waveform)  # fmt: skip
+                                         _preview(frames, cues, frames.shape[1]), fps=FPS, audio=speech.waveform)  # fmt: skip
     timed("encoding", start)
     return {"written": written, "timings": timings, "frames": speech.num_frames, "faces": photo.faces_found}
 

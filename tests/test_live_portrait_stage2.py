@@ -121,10 +121,12 @@ def test_fast_dev_run_and_generate_with_live_portrait(
     common = ["generate", "--audio", str(speech), "--image", str(photo), "--emotion", "happy", "--s2l",
               str(tiny_pipeline["s2l"]), "--l2k", str(l2k), "--landmark-backend", "dlib", "--device", "cpu"]  # fmt: skip
     out = tmp_path / "lp.mp4"
-    assert main([*common, "--renderer", str(live_portrait_folder), "-o", str(out)]) == 0
+    assert main([*common, "--renderer", str(live_portrait_folder), "--save-cues", "-o", str(out)]) == 0
     video = read_video(out)
     assert video.frames.shape[1:] == (128, 128, 3)  # LivePortrait's 2x output of the 64 px crop
     assert abs(len(video.frames) - 25) <= 1
+    preview = read_video(out.with_name("lp_preview.mp4")).frames
+    assert preview.shape[2] == 2 * preview.shape[1]  # frames | landmarks drawn at the frames' scale
 
     # The face-vid2vid renderer for a LivePortrait-trained stage 2: one clear line, no video.
     capsys.readouterr()
