@@ -15,6 +15,7 @@ from torch import nn
 
 from emoface.lightning_modules.face_renderer import FaceRenderer
 from emoface.lightning_modules.landmarks_to_keypoints import LandmarksToKeypoints
+from emoface.networks import KeypointMapper
 from emoface.networks.face_vid2vid import (
     LAYOUTS,
     CanonicalKeypointDetector,
@@ -149,7 +150,8 @@ def test_sadtalker_safetensors_selects_entries_by_prefix(tmp_path: Path) -> None
     # The same file through the networks-given API, and as stage 2's renderer_checkpoint.
     given = tiny("spade")
     assert load_face_vid2vid_state(path, **given) == ["kp_detector", "he_estimator", "generator"]
-    system = LandmarksToKeypoints(renderer_checkpoint=str(path), **tiny("spade"))
+    mapper = KeypointMapper(num_kp=PARAMS["common_params"]["num_kp"], hidden=16, num_blocks=1)
+    system = LandmarksToKeypoints(mapper, renderer_checkpoint=str(path), **tiny("spade"))
     system.load_renderer()
     assert torch.equal(system.renderer()[2].state_dict()["first.conv.weight"], states["generator"]["first.conv.weight"])
 
