@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--renderer",
         default=None,
-        help="renderer checkpoint (FaceRenderer .ckpt or public face-vid2vid); default: stage 2's own",
+        help="renderer: FaceRenderer .ckpt, a face-vid2vid file (.pth.tar, SadTalker .safetensors) or a "
+        "LivePortrait weights folder, of the family stage 2 was trained for; default: stage 2's own",
     )
     parser.add_argument("--pose-from", default=None, help="a video whose head motion replaces stage 1's")
     parser.add_argument("--seed", type=int, default=None, help="random seed of stage 1's generation")
@@ -323,16 +324,16 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         preview = (VideoWriter(outputs.temporary(targets["preview"]), fps=FPS, audio=speech.waveform)
                    if args.save_cues else None)  # fmt: skip
         track = None
-        if preview is not None:
-            from emoface.visualize import track_from_arrays
-
-            track = track_from_arrays(cues).scaled(pipeline.render_size / float(cues["size"]))
         try:
             with ProgressReport("generate", total=speech.num_frames, unit="frames", enabled=not args.quiet) as report:
                 done = 0
                 for chunk in pipeline.iter_frames(photo, cues, progress=report.advance):
                     video.write(chunk)
                     if preview is not None:
+                        if track is None:  # in the frames' pixels (LivePortrait draws at twice its crop)
+                            from emoface.visualize import track_from_arrays
+
+                            track = track_from_arrays(cues).scaled(chunk.shape[1] / float(cues["size"]))
                         preview.write(_preview(chunk, _track_slice(track, done, done + len(chunk))))
                     done += len(chunk)
             video.close()

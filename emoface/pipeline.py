@@ -334,12 +334,14 @@ class TalkingFacePipeline:
         self._check_compatible()
 
     def _check_compatible(self) -> None:
-        renderer_kp = self.renderer.kp_detector.num_kp
+        renderer_kp = self.renderer.num_kp
         mapper_kp = self.l2k.mapper.num_kp
-        if renderer_kp != mapper_kp:
+        mapper_scale = getattr(self.l2k.mapper, "scale", False)
+        if renderer_kp != mapper_kp or mapper_scale != self.renderer.has_scale:
             raise PipelineError(
-                f"the stage-2 mapper predicts {mapper_kp} keypoints but the renderer has {renderer_kp}; "
-                "use the renderer the stage-2 checkpoint was trained with"
+                f"the stage-2 mapper predicts {mapper_kp} keypoints{' and a scale' if mapper_scale else ''} but the "
+                f"{self.renderer.family} renderer has {renderer_kp}{' and a scale' if self.renderer.has_scale else ''}; "
+                "use the renderer (family) the stage-2 checkpoint was trained with"
             )
 
     @classmethod
@@ -387,7 +389,7 @@ class TalkingFacePipeline:
             l2k_system.load_renderer()
         except (MissingWeightsError, FileNotFoundError) as error:
             raise PipelineError(f"the renderer of {l2k}: {error}") from error
-        except RuntimeError as error:  # a state dict that does not fit the networks
+        except (RuntimeError, ValueError) as error:  # weights that do not fit the networks, or the mapper
             raise PipelineError(
                 f"the renderer {l2k_system.hparams.renderer_checkpoint} does not fit: {error}"
             ) from error

@@ -63,7 +63,12 @@ from emoface.networks.face_vid2vid import (
     OcclusionAwareSPADEGenerator,
 )
 from emoface.networks.face_vid2vid.blocks import AntiAliasInterpolation2d
-from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_state
+from emoface.networks.face_vid2vid.checkpoint import (
+    default_generator,
+    generator_class,
+    generator_variant,
+    load_face_vid2vid_state,
+)
 from emoface.networks.perceptual import VGG19Features
 
 BATCH_FIELDS = ("frames", "source_frame", "pose")
@@ -94,7 +99,8 @@ class FaceRenderer(LightningModule):
     Args:
         kp_detector: canonical keypoint detector (default: vox-256 sizes).
         he_estimator: head-pose / expression estimator (default: vox-256 sizes).
-        generator: :class:`OcclusionAwareGenerator` or :class:`OcclusionAwareSPADEGenerator`.
+        generator: :class:`OcclusionAwareGenerator` or :class:`OcclusionAwareSPADEGenerator`
+            (default: vox-256 sizes, the class ``init_checkpoint`` holds, else the plain one).
         discriminator: multi-scale patch discriminator; ``None`` trains without GAN losses.
         init_checkpoint: a face-vid2vid checkpoint (public vox-256 layout, or one written by
             :meth:`export`) to start from (fine-tuning); loaded strictly when training starts
@@ -156,7 +162,9 @@ class FaceRenderer(LightningModule):
         self.automatic_optimization = False  # generator and discriminator steps alternate
         self.kp_detector = kp_detector if kp_detector is not None else CanonicalKeypointDetector()
         self.he_estimator = he_estimator if he_estimator is not None else HeadExpressionEstimator()
-        self.generator = generator if generator is not None else OcclusionAwareGenerator()
+        # Not given: the class init_checkpoint holds (the public vox-256 file: SPADE), else plain.
+        self.generator = generator if generator is not None else default_generator(init_checkpoint)
+        self._default_generator = generator is None
         self.discriminator = discriminator
         if len(perceptual_weights) != 5:
             raise ValueError(f"perceptual_weights needs one weight per VGG19 slice (5), got {perceptual_weights}")
@@ -189,6 +197,16 @@ class FaceRenderer(LightningModule):
             self.hparams.init_checkpoint, kp_detector=self.kp_detector, he_estimator=self.he_estimator,
             generator=self.generator,
         )  # fmt: skip
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A default-built generator takes the class the saved weights belong to (an init_checkpoint
+        # no longer on disk when the system is rebuilt gave the plain default).
+        saved = checkpoint.get("state_dict", {})
+        state = {key.removeprefix("generator."): value for key, value in saved.items() if key.startswith("generator.")}
+        if self._default_generator and state:
+            variant = generator_variant(state)
+            if not isinstance(self.generator, generator_class(variant)):
+                self.generator = generator_class(variant)()
 
     def perceptual_network(self, device: torch.device | None = None) -> VGG19Features | None:
         """The perceptual loss's VGG19 (built on first use; ``None`` when its weights are all 0)."""

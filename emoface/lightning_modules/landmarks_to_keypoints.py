@@ -2,8 +2,9 @@
 
 A :class:`~emoface.networks.landmarks_to_keypoints.KeypointMapper` maps a window of relocated
 landmarks (68 posed points + 2 pupils per frame, the form stage 1 writes) and the source frame's
-to the driving frames' keypoint parameters of a frozen face-vid2vid renderer (yaw/pitch/roll bins,
-translation, 15x3 expression deltas). Training is **self-supervised**: the targets are the frozen
+to the driving frames' keypoint parameters of a frozen renderer of either family
+(:mod:`emoface.rendering`): face-vid2vid (yaw/pitch/roll bins, translation, 15x3 expression
+deltas) or LivePortrait (pitch/yaw/roll bins, translation, 21x3 expression deltas and a scale). Training is **self-supervised**: the targets are the frozen
 head estimator's outputs on the real driving frames, and the inputs are the real frames' cues
 relocated exactly as stage 1's are (:func:`emoface.geometry.relocation.relocate`), so a stage-1
 file feeds the trained mapper unchanged.
@@ -13,15 +14,17 @@ Losses (each weight configurable):
 * ``angle_bins``: KL divergence of the predicted angle bins from the estimator's bin
   distribution (soft targets in the bin form the estimator itself uses);
 * ``angles``: L1 of the expected angles in degrees;
-* ``translation``, ``expression``: L1 against the estimator's ``t`` and ``exp``;
+* ``translation``, ``expression`` (and ``scale`` for LivePortrait): L1 against the estimator's;
 * ``keypoints``: L1 of the posed keypoints ``R kp_canonical + t + exp`` against the estimator's;
 * ``smoothness``: L1 of the predicted keypoints' second temporal differences (acceleration);
 * ``image`` (optional, off by default): L1 of the frames the frozen generator renders from the
   predicted keypoints against the real frames (gradients flow into the mapper only).
 
 The renderer (``renderer_checkpoint``) is a ``FaceRenderer`` checkpoint written by ``emoface fit
---config configs/renderer*.yaml`` or a public face-vid2vid checkpoint (vox-256 layout, networks
-sized by ``kp_detector`` / ``he_estimator`` / ``generator``). It is frozen and kept out of this
+--config configs/renderer*.yaml``, a public face-vid2vid file (networks sized by ``kp_detector`` /
+``he_estimator`` / ``generator``, default vox-256, the generator class the file holds) or a
+LivePortrait weights folder (then the mapper needs ``num_kp: 21`` and ``scale: true``; its
+frames come out at twice the input size and are resized to the data's for the image losses). It is frozen and kept out of this
 system's checkpoints (they hold the mapper; the renderer file is named in the hyperparameters).
 
 Validation logs the keypoint error (mean Euclidean distance in the renderer's normalised volume)
@@ -45,7 +48,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from emoface.geometry.keypoints import bins_to_degrees, keypoints_from_estimate
+from emoface.geometry.keypoints import bins_to_degrees
 from emoface.geometry.relocation import relocate
 from emoface.io.weights import MissingWeightsError
 from emoface.lightning_modules._figures import log_image_grid
@@ -58,9 +61,10 @@ from emoface.networks.face_vid2vid import (
     OcclusionAwareGenerator,
     OcclusionAwareSPADEGenerator,
 )
-from emoface.networks.face_vid2vid.checkpoint import load_face_vid2vid_state
+from emoface.networks.face_vid2vid.checkpoint import is_safetensors_file, load_face_vid2vid_networks
 from emoface.networks.landmarks_to_keypoints import KeypointMapper
-from emoface.rendering import FaceVid2VidRenderer
+from emoface.networks.live_portrait import is_live_portrait_folder
+from emoface.rendering import FaceVid2VidRenderer, LivePortraitRenderer, Renderer
 
 BATCH_FIELDS = ("frames", "source_frame", "pose", "gaze", "normalized_landmarks")
 """MEADDataModule ``fields`` this module reads (docs/data_format.md)."""
@@ -74,6 +78,8 @@ def normalise_points(points: Tensor, size: int) -> Tensor:
 
 def _is_lightning_checkpoint(path: Path) -> bool:
     """A checkpoint written by Lightning (``state_dict`` + ``pytorch-lightning_version``), not a public one."""
+    if is_safetensors_file(path):  # SadTalker's single file
+        return False
     try:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # reads no tensor data
@@ -89,11 +95,14 @@ class LandmarksToKeypoints(LightningModule):
 
     Args:
         mapper: the mapping network (default sizes when ``None``).
-        renderer_checkpoint: ``FaceRenderer`` checkpoint (``.ckpt``) or public face-vid2vid checkpoint.
+        renderer_checkpoint: ``FaceRenderer`` checkpoint (``.ckpt``), public face-vid2vid file, or
+            LivePortrait weights folder.
         kp_detector, he_estimator, generator: the renderer's networks for a public checkpoint
-            (default: vox-256 sizes); ignored for a ``FaceRenderer`` checkpoint, which names its own.
+            (default: vox-256 sizes, the generator class the file holds, plain or SPADE); ignored
+            for a ``FaceRenderer`` checkpoint, which names its own.
         angle_bin_weight, angle_weight, translation_weight, expression_weight, keypoint_weight,
-            smoothness_weight, image_weight: loss weights (``image_weight`` 0 skips rendering in training).
+            smoothness_weight, image_weight, scale_weight: loss weights (``image_weight`` 0 skips
+            rendering in training; ``scale_weight`` only for a renderer with a scale term).
         lr, weight_decay: AdamW.
         val_render: render validation frames (PSNR/SSIM and the image grid); off: keypoint metrics only.
         image_log_count: rows of the validation image grid (0: none).
@@ -126,6 +135,7 @@ class LandmarksToKeypoints(LightningModule):
         stage1_dir: str | None = None,
         output_dir: str | None = None,
         render_batch_size: int = 8,
+        scale_weight: float = 10.0,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -158,31 +168,52 @@ class LandmarksToKeypoints(LightningModule):
             raise MissingWeightsError(
                 Path("<renderer_checkpoint>"), "renderer checkpoint",
                 "a FaceRenderer checkpoint (`emoface fit --config configs/renderer_small.yaml` writes "
-                "runs/renderer_small/checkpoints/last.ckpt) or a public face-vid2vid vox-256 checkpoint; set "
+                "runs/renderer_small/checkpoints/last.ckpt), a public face-vid2vid file or a LivePortrait weights "
+                "folder; set "
                 "model.init_args.renderer_checkpoint",
                 "the frozen renderer of LandmarksToKeypoints",
             )  # fmt: skip
+        if Path(path).is_dir() and is_live_portrait_folder(path):
+            self._set_renderer(LivePortraitRenderer.from_folder(path))
+            return
         if Path(path).is_file() and _is_lightning_checkpoint(Path(path)):
             from emoface.lightning_modules.face_renderer import FaceRenderer
 
             system = FaceRenderer.load_from_checkpoint(path, map_location="cpu", perceptual_backbone=None)
             networks = (system.kp_detector, system.he_estimator, system.generator)
         else:
-            kp_detector, he_estimator, generator = self._renderer_networks
-            networks = (
-                kp_detector if kp_detector is not None else CanonicalKeypointDetector(),
-                he_estimator if he_estimator is not None else HeadExpressionEstimator(),
-                generator if generator is not None else OcclusionAwareGenerator(),
-            )
-            load_face_vid2vid_state(path, kp_detector=networks[0], he_estimator=networks[1], generator=networks[2])
-        for name, network in zip(("kp_detector", "he_estimator", "generator"), networks):
-            network.eval().requires_grad_(False)
-            self._renderer[name] = network
+            # Networks not configured get vox-256 sizes; the generator is the class the file holds.
+            loaded = load_face_vid2vid_networks(path, *self._renderer_networks)
+            networks = (loaded["kp_detector"], loaded["he_estimator"], loaded["generator"])
+        self._set_renderer(FaceVid2VidRenderer(*networks))
 
-    def renderer(self) -> tuple[nn.Module, nn.Module, nn.Module]:
-        """``(kp_detector, he_estimator, generator)`` on this system's device, frozen."""
+    def _set_renderer(self, renderer: Renderer) -> None:
+        """Freeze ``renderer`` and check the mapper predicts its parameters."""
+        mapper = self.mapper
+        if mapper.num_kp != renderer.num_kp or getattr(mapper, "scale", False) != renderer.has_scale:
+            raise ValueError(
+                f"the mapper predicts {mapper.num_kp} keypoints{' and a scale' if getattr(mapper, 'scale', False) else ''}, "
+                f"but the {renderer.family} renderer {self.hparams.renderer_checkpoint} has {renderer.num_kp} keypoints"
+                f"{' and a scale' if renderer.has_scale else ' and no scale'}: set model.init_args.mapper.init_args."
+                f"num_kp: {renderer.num_kp} and scale: {str(renderer.has_scale).lower()}"
+            )
+        renderer.eval().requires_grad_(False)
+        self._renderer["renderer"] = renderer
+
+    def frozen_renderer(self) -> Renderer:
+        """The frozen renderer (either family) on this system's device."""
         self.load_renderer()
-        return tuple(self._renderer[n].to(self.device) for n in ("kp_detector", "he_estimator", "generator"))
+        return self._renderer["renderer"].to(self.device)
+
+    def renderer(self) -> tuple[nn.Module, ...]:
+        """The frozen renderer's networks on this system's device: face-vid2vid ``(kp_detector,
+        he_estimator, generator)``; LivePortrait ``(appearance, motion, warping, decoder, stitching)``."""
+        renderer = self.frozen_renderer()
+        if isinstance(renderer, FaceVid2VidRenderer):
+            return renderer.kp_detector, renderer.he_estimator, renderer.generator
+        assert isinstance(renderer, LivePortraitRenderer)
+        return (renderer.appearance_feature_extractor, renderer.motion_extractor, renderer.warping_module,
+                renderer.spade_generator, renderer.stitching_retargeting_module)  # fmt: skip
 
     def setup(self, stage: str) -> None:
         self.load_renderer()  # a missing or mismatched renderer stops the run before the first step
@@ -208,30 +239,38 @@ class LandmarksToKeypoints(LightningModule):
             real frames, ``(B*T, ...)``), ``kp_pred`` / ``kp_target`` ``(B, T, K, 3)``,
             ``kp_source`` ``(B, K, 3)`` and ``kp_canonical`` ``(B, K, 3)``.
         """
-        kp_detector, he_estimator, _ = self.renderer()
+        renderer = self.frozen_renderer()
         frames = batch["frames"]  # (B, T, 3, H, W) uint8
         b, t, size = frames.shape[0], frames.shape[1], frames.shape[-1]
         with torch.no_grad():
             source = to_unit(batch["source_frame"])
-            kp_canonical = kp_detector(source)["value"]  # (B, K, 3)
-            he_source = he_estimator(source)
-            target = he_estimator(to_unit(frames.flatten(0, 1)))
+            kp_canonical = renderer.canonical_keypoints(source)  # (B, K, 3)
+            he_source = renderer.estimate(source)
+            target = renderer.estimate(to_unit(frames.flatten(0, 1)))
+            kp_source = renderer.keypoints(kp_canonical, he_source)
         points = relocate(
             batch["normalized_landmarks"], batch["gaze"], batch["rotation"], batch["translation"], batch["scale"]
         ).points  # (B, T, 70, 3)
         pred, kp_pred = self.map_keypoints(
-            normalise_points(points, size), normalise_points(batch["source_relocated"], size), kp_canonical, he_source
-        )
+            normalise_points(points, size), normalise_points(batch["source_relocated"], size), kp_canonical, he_source,
+            kp_source,
+        )  # fmt: skip
         kp_per_frame = kp_canonical.repeat_interleave(t, dim=0)  # (B*T, K, 3)
         k = kp_canonical.shape[1]
+        with torch.no_grad():
+            kp_target = renderer.keypoints(kp_per_frame, target, kp_source.repeat_interleave(t, dim=0))
         return {
             "pred": pred, "target": target, "kp_canonical": kp_canonical, "kp_pred": kp_pred,
-            "kp_target": keypoints_from_estimate(kp_per_frame, target).view(b, t, k, 3),
-            "kp_source": keypoints_from_estimate(kp_canonical, he_source),
+            "kp_target": kp_target.view(b, t, k, 3), "kp_source": kp_source,
         }  # fmt: skip
 
     def map_keypoints(
-        self, points: Tensor, source_points: Tensor, kp_canonical: Tensor, he_source: dict[str, Tensor]
+        self,
+        points: Tensor,
+        source_points: Tensor,
+        kp_canonical: Tensor,
+        he_source: dict[str, Tensor],
+        kp_source: Tensor | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:
         """The mapper's parameters and posed keypoints for relocated landmarks.
 
@@ -240,20 +279,27 @@ class LandmarksToKeypoints(LightningModule):
                 (:func:`normalise_points`).
             source_points: ``(B, 70, 3)`` the source frame's, normalised the same way.
             kp_canonical: ``(B, K, 3)`` the source's canonical keypoints.
-            he_source: the frozen estimator's raw outputs on the source (bin logits, ``t``, ``exp``).
+            he_source: the frozen estimator's raw outputs on the source (bin logits, ``t``, ``exp``,
+                and ``scale`` for LivePortrait).
+            kp_source: ``(B, K, 3)`` the source's posed keypoints (LivePortrait stitches the driving
+                keypoints against them; ``None``: no stitching).
 
         Returns:
             ``(pred, keypoints)``: the mapper's outputs ``(B, T, ...)`` and the driving keypoints
             ``(B, T, K, 3)`` they pose the canonical keypoints into.
         """
         b, t = points.shape[:2]
+        renderer = self.frozen_renderer()
         source_params = {
-            "angles": torch.stack([bins_to_degrees(he_source[n]) for n in ANGLES], -1),
+            "angles": torch.stack([renderer.degrees(he_source[n]) for n in ANGLES], -1),
             "t": he_source["t"], "exp": he_source["exp"],
         }  # fmt: skip
+        if "scale" in he_source:
+            source_params["scale"] = he_source["scale"]
         pred = self.mapper(points, source_points, kp_canonical, source_params)
         flat = {name: value.flatten(0, 1) for name, value in pred.items()}
-        keypoints = keypoints_from_estimate(kp_canonical.repeat_interleave(t, dim=0), flat)
+        repeated = None if kp_source is None else kp_source.repeat_interleave(t, dim=0)
+        keypoints = renderer.keypoints(kp_canonical.repeat_interleave(t, dim=0), flat, repeated)
         return pred, keypoints.view(b, t, *kp_canonical.shape[1:])
 
     def losses(self, batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Tensor]:
@@ -277,6 +323,8 @@ class LandmarksToKeypoints(LightningModule):
             losses["translation"] = hp.translation_weight * (pred["t"].flatten(0, 1) - target["t"]).abs().mean()
         if hp.expression_weight:
             losses["expression"] = hp.expression_weight * (pred["exp"].flatten(0, 1) - target["exp"]).abs().mean()
+        if hp.scale_weight and "scale" in pred:
+            losses["scale"] = hp.scale_weight * (pred["scale"].flatten(0, 1) - target["scale"]).abs().mean()
         if hp.keypoint_weight:
             losses["keypoints"] = hp.keypoint_weight * (out["kp_pred"] - out["kp_target"]).abs().mean()
         if hp.smoothness_weight and out["kp_pred"].shape[1] >= 3:
@@ -293,17 +341,16 @@ class LandmarksToKeypoints(LightningModule):
         Args:
             kp_driving: ``(B, T, K, 3)``; kp_source: ``(B, K, 3)``.
         """
-        _, _, generator = self.renderer()
+        renderer = self.frozen_renderer()
         b, t = kp_driving.shape[:2]
         source = to_unit(batch["source_frame"])  # (B, 3, H, W)
         # Each clip's source is encoded once, not once per driving frame (the split the batched
         # inference path uses); its encoding is shared by the clip's T frames.
-        encoded = {name: value.repeat_interleave(t, dim=0) for name, value in generator.encode_source(source).items()}
-        out = generator.animate(
-            encoded, kp_source={"value": kp_source.repeat_interleave(t, dim=0)},
-            kp_driving={"value": kp_driving.flatten(0, 1)},
-        )  # fmt: skip
-        return out["prediction"].view(b, t, *source.shape[1:])
+        encoded = {name: value.repeat_interleave(t, dim=0) for name, value in renderer.encode(source).items()}
+        frames = renderer.animate(encoded, kp_source.repeat_interleave(t, dim=0), kp_driving.flatten(0, 1))
+        if frames.shape[-2:] != source.shape[-2:]:  # LivePortrait draws at twice its input size
+            frames = F.interpolate(frames, size=source.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+        return frames.view(b, t, *source.shape[1:])
 
     # ------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -373,13 +420,13 @@ class LandmarksToKeypoints(LightningModule):
     # ------------------------------------------------------------------------------------------
     # Inference: relocated landmarks of a whole clip -> frames
     # ------------------------------------------------------------------------------------------
-    def inference_renderer(self, batch_size: int | None = None, autocast_dtype: torch.dtype | None = None) -> FaceVid2VidRenderer:
+    def inference_renderer(self, batch_size: int | None = None, autocast_dtype: torch.dtype | None = None) -> Renderer:
         """The frozen renderer behind the batched inference path (source encoded once per video)."""
-        kp_detector, he_estimator, generator = self.renderer()
-        return FaceVid2VidRenderer(
-            kp_detector, he_estimator, generator, batch_size=batch_size or self.hparams.render_batch_size,
-            autocast_dtype=autocast_dtype,
-        )  # fmt: skip
+        renderer = self.frozen_renderer()
+        options = {"batch_size": batch_size or self.hparams.render_batch_size, "autocast_dtype": autocast_dtype}
+        if isinstance(renderer, LivePortraitRenderer):
+            return LivePortraitRenderer(*self.renderer(), input_size=renderer.input_size, **options)  # type: ignore[arg-type]
+        return FaceVid2VidRenderer(*self.renderer(), **options)  # type: ignore[arg-type]
 
     @torch.inference_mode()
     def animate(
@@ -387,7 +434,7 @@ class LandmarksToKeypoints(LightningModule):
         source_image: Tensor,
         points: Tensor,
         source_points: Tensor,
-        renderer: FaceVid2VidRenderer | None = None,
+        renderer: Renderer | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Tensor:
         """Render a clip: the source image driven by relocated landmarks.
@@ -401,14 +448,15 @@ class LandmarksToKeypoints(LightningModule):
             progress: called with the number of frames of each rendered batch.
 
         Returns:
-            ``(T, 3, H, W)`` float frames in [0, 1] on the renderer's device.
+            ``(T, 3, H', W')`` float frames in [0, 1] on the renderer's device (LivePortrait: twice
+            the input side).
         """
         renderer = renderer if renderer is not None else self.inference_renderer()
         source = renderer.prepare_source(source_image)
         device = renderer.device
         _, keypoints = self.map_keypoints(
             points.to(device).float().unsqueeze(0), source_points.to(device).float().unsqueeze(0),
-            source.kp_canonical, source.estimate,
+            source.kp_canonical, source.estimate, source.kp_source,
         )  # fmt: skip
         keypoints = keypoints[0]
         frames = []

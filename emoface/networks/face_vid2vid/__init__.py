@@ -10,6 +10,9 @@ public code's. Constructor defaults are the vox-256 sizes; every size is an argu
     he_estimator = HeadExpressionEstimator()           # image -> yaw/pitch/roll bins, t, exp
     generator = OcclusionAwareSPADEGenerator()         # or OcclusionAwareGenerator (plain decoder)
     load_face_vid2vid_state("00000189-checkpoint.pth.tar", kp_detector, he_estimator, generator)
+    # or: the three built as the file needs (plain or SPADE generator read from its keys; also
+    # SadTalker's SadTalker_V0.0.2_256.safetensors)
+    nets = load_face_vid2vid_networks("00000189-checkpoint.pth.tar")
     source = generator.encode_source(image)            # once per source image
     frames = generator.animate(source, {"value": kp_src}, {"value": kp_drv})["prediction"]  # (N, 3, H, W)
 
@@ -17,10 +20,16 @@ Posed keypoints (``R kp_canonical + t + exp``) come from :mod:`emoface.geometry.
 """
 
 from emoface.networks.face_vid2vid.checkpoint import (
+    LAYOUTS,
     WEIGHTS_KEY,
     CheckpointMismatchError,
+    FaceVid2VidCheckpoint,
     NetworkMismatch,
+    UnknownCheckpointLayoutError,
+    generator_variant,
+    load_face_vid2vid_networks,
     load_face_vid2vid_state,
+    read_face_vid2vid_checkpoint,
 )
 from emoface.networks.face_vid2vid.dense_motion import DenseMotionNetwork
 from emoface.networks.face_vid2vid.discriminator import Discriminator, MultiScaleDiscriminator
@@ -34,11 +43,13 @@ from emoface.networks.face_vid2vid.head_estimator import HeadExpressionEstimator
 from emoface.networks.face_vid2vid.keypoint_detector import CanonicalKeypointDetector
 
 __all__ = [
+    "LAYOUTS",
     "VOX256_DENSE_MOTION",
     "WEIGHTS_KEY",
     "CanonicalKeypointDetector",
     "CheckpointMismatchError",
     "DenseMotionNetwork",
+    "FaceVid2VidCheckpoint",
     "Discriminator",
     "HeadExpressionEstimator",
     "MultiScaleDiscriminator",
@@ -46,5 +57,9 @@ __all__ = [
     "OcclusionAwareGenerator",
     "OcclusionAwareSPADEGenerator",
     "SPADEDecoder",
+    "UnknownCheckpointLayoutError",
+    "generator_variant",
+    "load_face_vid2vid_networks",
     "load_face_vid2vid_state",
+    "read_face_vid2vid_checkpoint",
 ]
