@@ -280,3 +280,25 @@ def test_wandb_folder_exists_before_its_run_starts(tmp_path: Path, monkeypatch: 
     folder = tmp_path / "runs/s2l"
     make_wandb_folders([WandbLogger(save_dir=str(folder), offline=True)])
     assert folder.is_dir()
+
+
+def test_ctrl_c_in_a_worker_pool_verb_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group, workers included: the parent stops the
+    run with one line; the workers print nothing, and no clip is left half-written."""
+    command = [sys.executable, "-m", "emoface.cli", "mini-mead", str(tmp_path / "raw"), "--speakers", "8", "--clips",
+               "1", "--seconds", "1", "--size", "64", "--workers", "2"]  # fmt: skip
+    env = {**_env(), "EMOFACE_PROGRESS_SECONDS": "0"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env,
+                               start_new_session=True)  # fmt: skip
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("mini-MEAD:") and "clips (" in line:  # workers busy, clips being written
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(seen) + rest
+    assert "Traceback" not in rest, rest
+    assert rest.strip().splitlines()[-1] == "emoface mini-mead: interrupted (Ctrl-C)", rest
+    assert not list((tmp_path / "raw").rglob("*.tmp*")), "a partial file was left"

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -670,8 +671,10 @@ class ClipJob:
 
 
 def _worker_init() -> None:
-    """One torch thread per worker process (the pool already uses every core)."""
+    """One torch thread per worker process (the pool already uses every core); Ctrl-C is the
+    parent's to handle (one line, exit 130), not a traceback from every worker."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class RenderedClip(NamedTuple):
@@ -838,9 +841,13 @@ def make_mini_mead(
             # renderer cache was built after the evaluators had trained in the same process).
             context = get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-                for clip in pool.map(make_clip, jobs, chunksize=4):
-                    done.append(clip)
-                    report.advance()
+                try:
+                    for clip in pool.map(make_clip, jobs, chunksize=4):
+                        done.append(clip)
+                        report.advance()
+                except KeyboardInterrupt:
+                    pool.shutdown(cancel_futures=True)  # the clips not started are not started
+                    raise
     actors = actor_names(speakers)
     meta = {
         "dataset": "mini-MEAD",

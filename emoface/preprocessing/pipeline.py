@@ -330,8 +330,14 @@ _WORKER_BACKEND: Backend | None = None
 
 def _worker_init(options: PreprocessOptions) -> None:
     global _WORKER_BACKEND
+    import signal
+
     import cv2
     import torch
+
+    # Ctrl-C reaches the whole process group: the parent stops the run (one line, exit 130), the
+    # workers finish the clip in hand (each is written atomically) instead of printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -478,9 +484,13 @@ def preprocess(
                 with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
                                          initargs=(options,)) as pool:  # fmt: skip
                     futures = [pool.submit(_worker_process, clip, options, str(cache), str(raw)) for clip in todo]
-                    for future in as_completed(futures):
-                        account(future.result())
-                        report.advance()
+                    try:
+                        for future in as_completed(futures):
+                            account(future.result())
+                            report.advance()
+                    except KeyboardInterrupt:
+                        pool.shutdown(cancel_futures=True)  # the clips not started are not started
+                        raise
 
     rows = mf.collect_records(cache)
     mf.write_manifest(cache, rows)
