@@ -168,11 +168,13 @@ def check_arguments(args: argparse.Namespace, settings: dict[str, Any]) -> tuple
         if not settings[key]:
             raise GenerateError(f"no {key} checkpoint: pass --{key} CKPT or a --config that names it")
     inputs = {"audio": args.audio, "image": args.image, "stage-1 (--s2l) checkpoint": settings["s2l"],
-              "stage-2 (--l2k) checkpoint": settings["l2k"], "renderer (--renderer) checkpoint": settings["renderer"],
-              "--pose-from video": args.pose_from}  # fmt: skip
+              "stage-2 (--l2k) checkpoint": settings["l2k"], "--pose-from video": args.pose_from}  # fmt: skip
     for what, path in inputs.items():
         if path is not None and not Path(path).is_file():
             raise GenerateError(f"{path}: {what} not found")
+    # The renderer is a face-vid2vid file or a LivePortrait weights folder.
+    if settings["renderer"] is not None and not Path(settings["renderer"]).exists():
+        raise GenerateError(f"{settings['renderer']}: renderer (--renderer) checkpoint or weights folder not found")
     return emotion, level
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import mmap
 import os
 import shutil
 import signal
@@ -54,7 +55,8 @@ def test_cache_arrays_follow_the_documented_format(mini_mead_128: Path, mead_cac
     }  # fmt: skip
     for key, shape in shapes.items():
         assert clip[key].shape == shape, key
-    assert isinstance(clip["landmarks"], np.memmap)  # stored uncompressed: windows read only their rows
+    # stored uncompressed: a read-only view of the clip file's one memory map (windows read only their rows)
+    assert isinstance(clip["landmarks"].base, mmap.mmap) and not clip["landmarks"].flags.writeable
     frames = clip.frames(3, 7)
     assert frames.shape == (4, 128, 128, 3) and frames.dtype == np.uint8
 
