@@ -24,9 +24,28 @@ peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on a CPU the peak resi
 the level before the run (``/proc/self/statm`` sampled every 2 ms), which includes allocator
 caching.
 
-Measured on this project's shared 2-core CPU (``--threads 2``) are in the closing note of
-issue 22 and in the final comment of this docstring once recorded; LivePortrait reports about
-12.8 ms per frame (F+M+W+G) on one RTX 4090 with ``torch.compile``, a GPU figure.
+LivePortrait reports about 12.8 ms per frame (F+M+W+G) on one RTX 4090 with ``torch.compile``,
+a GPU figure; no GPU was used for the figures below.
+
+Measured (2026-12-02, CPU only, 256 px, public sizes, ``--size 256 --frames 2 --loop-frames 1
+--batch-sizes 1 2 --repeats 1 --threads 1``, on a 2-core machine shared with four other jobs,
+load average 8 at the start and 1.3 at the end: single timings, **noisy**, read the order of
+magnitude only; 42 minutes in all):
+
+| family | path | task | batch | s/frame | x loop | peak GiB (RSS) |
+|---|---|---|---|---|---|---|
+| face_vid2vid (SPADE) | per-frame loop (public demo) | re-enact | 1 | 148.8 | 1.00x | 0.40 |
+| face_vid2vid (SPADE) | batched fp32 | re-enact | 1 / 2 | 51.0 / 33.9 | 2.9x / 4.4x | 0.43 / 0.84 |
+| face_vid2vid (SPADE) | batched fp32 | render | 1 / 2 | 67.1 / 18.4 | 2.2x / 8.1x | 0.46 / 0.88 |
+| live_portrait | per-frame loop (public pipeline) | re-enact | 1 | 48.2 | 1.00x | 0.49 |
+| live_portrait | batched fp32 | re-enact | 1 / 2 | 27.0 / 17.9 | 1.8x / 2.7x | 0.48 / 0.86 |
+| live_portrait | batched fp32 | render | 1 / 2 | 16.6 / 22.3 | 2.9x / 2.2x | 0.34 / 0.94 |
+
+The face-vid2vid loop recomputes the source's keypoints, estimate and encoding for every frame,
+LivePortrait's already encodes the source once, so its batched gain can only come from batching
+warping and decoding; on a CPU that gain is small, and the ratios above move with the machine's
+load more than with the batch size. The GPU figures (bf16 + ``torch.compile``, frames/s at each
+family's native size, against LivePortrait's 12.8 ms) are still to be measured.
 """
 
 from __future__ import annotations
