@@ -41,6 +41,13 @@ magnitude only; 42 minutes in all):
 | live_portrait | batched fp32 | re-enact | 1 / 2 | 27.0 / 17.9 | 1.8x / 2.7x | 0.48 / 0.86 |
 | live_portrait | batched fp32 | render | 1 / 2 | 16.6 / 22.3 | 2.9x / 2.2x | 0.34 / 0.94 |
 
+A second run at 128 px (``--size 128 --frames 4 --loop-frames 2 --batch-sizes 1 4 --repeats 1
+--threads 2``, load average 1.3 -> 5.5 -> 0.8 during the run, 25 minutes): face-vid2vid loop 8.9
+s/frame, batched re-enact 10.7 / 5.6 s/frame at batch 1 / 4 (0.8x / 1.6x), render 6.0 / 4.8
+(1.5x / 1.9x); LivePortrait loop 9.8 s/frame, batched re-enact 17.1 / 9.0 (0.6x / 1.1x), render
+9.6 / 7.8 (1.0x / 1.25x); peak RSS 0.05-0.09 GiB at batch 1, 0.40-0.44 GiB at batch 4. The batch-1
+rows below 1x are contention noise (one timed run each), not a property of the path.
+
 The face-vid2vid loop recomputes the source's keypoints, estimate and encoding for every frame,
 LivePortrait's already encodes the source once, so its batched gain can only come from batching
 warping and decoding; on a CPU that gain is small, and the ratios above move with the machine's
