@@ -246,3 +246,44 @@ def test_head_pose_bin_loss_is_the_cross_entropy_of_the_target_bins() -> None:
                    for k, n in enumerate(("yaw", "pitch", "roll")))  # fmt: skip
     assert set(losses) == {"head_pose_bins"}
     assert losses["head_pose_bins"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_pose_warmup_trains_the_estimator_alone_and_zero_motion_heads_start_at_zero() -> None:
+    """``pose_warmup_steps``: the first steps train only the head estimator, on the pose losses (the
+    warp cannot collapse onto "no motion" before the keypoints carry the pose); then the recipe.
+    ``zero_motion_heads``: the translation and expression heads start at zero."""
+    import lightning as L
+
+    system = tiny_renderer(pose_warmup_steps=3, zero_motion_heads=True, lr=1e-3)
+    for head in (system.he_estimator.fc_t, system.he_estimator.fc_exp):
+        assert not head.weight.any() and not head.bias.any()
+    g = torch.Generator().manual_seed(0)
+    items = [{"frames": torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=g),
+              "source_frame": torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=g),
+              "euler": torch.randn(1, 3, generator=g) * 10} for _ in range(8)]  # fmt: skip
+    loader = torch.utils.data.DataLoader(items, batch_size=2)
+
+    def snapshot() -> dict[str, dict[str, torch.Tensor]]:
+        return {name: {k: v.detach().clone() for k, v in getattr(system, name).state_dict().items()}
+                for name in ("kp_detector", "he_estimator", "generator")}  # fmt: skip
+
+    def changed(before: dict, after: dict, name: str) -> bool:
+        return any(not torch.equal(before[name][k], after[name][k]) for k in before[name] if "running" not in k
+                   and "num_batches" not in k)  # fmt: skip
+
+    start = snapshot()
+    options = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    L.Trainer(max_steps=3, **options).fit(system, loader)
+    warmed = snapshot()
+    assert changed(start, warmed, "he_estimator")
+    assert not changed(start, warmed, "generator") and not changed(start, warmed, "kp_detector")
+    # Translation and expression get no gradient from the pose losses: still zero after the warm-up.
+    assert not system.he_estimator.fc_t.weight.any() and not system.he_estimator.fc_exp.weight.any()
+    L.Trainer(max_steps=5, **options).fit(system, loader)  # steps 3 and 4: the whole recipe
+    assert changed(warmed, snapshot(), "generator") and changed(warmed, snapshot(), "kp_detector")
+
+
+def test_pose_warmup_steps_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="pose_warmup_steps"):
+        tiny_renderer(pose_warmup_steps=-1)

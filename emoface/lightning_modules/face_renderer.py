@@ -124,6 +124,14 @@ class FaceRenderer(LightningModule):
         lpips_backbone_weights: that file (``None``: the torch hub cache).
         image_log_every_n_epochs: log the source | driving | prediction grid every n validation
             epochs (0: never); image_log_count: rows of the grid.
+        pose_warmup_steps: train only the head estimator, on the head-pose losses, for this many
+            first steps (0, the public recipe: no warm-up). Not in the public recipe: trained from
+            scratch, the dense motion learns to ignore the keypoints (its "no motion" weight near
+            1) within about 100 steps, long before the estimator has learned the pose (about 1000
+            steps at renderer_small's sizes), and never recovers; see benchmarks/renderer_learning.py.
+        zero_motion_heads: start the estimator's translation and expression heads at zero, so the
+            untrained heads add no random motion between source and driving keypoints (not in the
+            public recipe; ignored when fine-tuning from ``init_checkpoint``).
     """
 
     def __init__(
@@ -156,12 +164,20 @@ class FaceRenderer(LightningModule):
         lpips_backbone_weights: str | None = None,
         image_log_every_n_epochs: int = 1,
         image_log_count: int = 4,
+        pose_warmup_steps: int = 0,
+        zero_motion_heads: bool = False,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
         self.automatic_optimization = False  # generator and discriminator steps alternate
         self.kp_detector = kp_detector if kp_detector is not None else CanonicalKeypointDetector()
         self.he_estimator = he_estimator if he_estimator is not None else HeadExpressionEstimator()
+        if pose_warmup_steps < 0:
+            raise ValueError(f"pose_warmup_steps must be >= 0, got {pose_warmup_steps}")
+        if zero_motion_heads and init_checkpoint is None:
+            for head in (self.he_estimator.fc_t, self.he_estimator.fc_exp):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
         # Not given: the class init_checkpoint holds (the public vox-256 file: SPADE), else plain.
         self.generator = generator if generator is not None else default_generator(init_checkpoint)
         self._default_generator = generator is None
@@ -323,17 +339,25 @@ class FaceRenderer(LightningModule):
             spread = F.relu(hp.keypoint_min_distance - squared)[:, off_diagonal].mean(0).sum()
             depth = (kp[..., 2].mean(-1) - hp.keypoint_depth).abs().mean()
             losses["keypoint_prior"] = hp.keypoint_prior_weight * (spread + depth)
-        target = euler * (math.pi / FACE_VID2VID_PI)  # in the estimator's degree unit (see above)
         he = out["he_driving"]
+        losses.update(self.pose_losses(he, euler))
+        if hp.expression_weight:
+            losses["expression"] = hp.expression_weight * he["exp"].abs().sum(-1).mean()
+        return losses, out
+
+    def pose_losses(self, he: dict[str, Tensor], euler: Tensor) -> dict[str, Tensor]:
+        """Weighted head-pose losses of estimates ``he`` (:meth:`estimate`) against preprocessing's
+        ``euler (N, 3)`` degrees: ``head_pose`` (L1 of the angles) and ``head_pose_bins``."""
+        hp = self.hparams
+        target = euler * (math.pi / FACE_VID2VID_PI)  # in the estimator's degree unit (see above)
+        losses: dict[str, Tensor] = {}
         if hp.head_pose_weight:
             value = sum((he[f"{name}_deg"] - target[:, k]).abs().mean() for k, name in enumerate(ANGLES))
             losses["head_pose"] = hp.head_pose_weight * value
         if hp.head_pose_bin_weight:
             value = sum(F.cross_entropy(he[name], degrees_to_bins(target[:, k])) for k, name in enumerate(ANGLES))
             losses["head_pose_bins"] = hp.head_pose_bin_weight * value
-        if hp.expression_weight:
-            losses["expression"] = hp.expression_weight * he["exp"].abs().sum(-1).mean()
-        return losses, out
+        return losses
 
     def _disc_input(self, pyramid: dict[float, Tensor]) -> dict[str, Tensor]:
         """The public discriminator's input: ``{"prediction_<scale>": image}`` for its own scales."""
@@ -359,6 +383,18 @@ class FaceRenderer(LightningModule):
         optimizers = self.optimizers()
         opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
         source, driving, euler = self.pairs(batch)
+        if self.global_step < self.hparams.pose_warmup_steps:
+            # The estimator alone learns the head pose first (see ``pose_warmup_steps``): only its
+            # parameters get gradients, so the optimizer leaves every other network as it is.
+            losses = self.pose_losses(self.estimate(driving), euler)
+            loss = sum(losses.values())
+            opt_g.zero_grad()
+            self.manual_backward(loss)
+            self._clip(opt_g)
+            opt_g.step()
+            self.log_dict({f"train/{name}": value.detach() for name, value in losses.items()}, batch_size=driving.shape[0])
+            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=driving.shape[0])
+            return
         if opt_d is not None:
             self.toggle_optimizer(opt_g)  # no discriminator gradients from the generator's losses
         losses, out = self.generator_losses(source, driving, euler)
