@@ -187,6 +187,13 @@ def test_misspelt_keys_are_not_expanded(misspelt: list[str], named: str, capsys:
     assert "max_epochs: 5" not in captured.out
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: Ctrl-C as a terminal gives it. An ignored SIGINT is inherited
+    across exec, and the pytest process may ignore it: Lightning's KeyboardInterrupt handling,
+    exercised in-process by other tests, sets SIGINT to SIG_IGN and leaves it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_fit(tmp_path: Path) -> subprocess.Popen[str]:
     """A BoringModel `emoface fit` long enough to be signalled once its first progress line shows."""
     config = _checkpoint_config(tmp_path)
@@ -194,6 +201,7 @@ def _start_fit(tmp_path: Path) -> subprocess.Popen[str]:
                "--trainer.max_epochs=100000", "--trainer.limit_val_batches=1"]  # fmt: skip
     env = {**_env(), "EMOFACE_PROGRESS_SECONDS": "0"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO,
+                               preexec_fn=_default_sigint,
                                env=env)  # fmt: skip
     assert process.stderr is not None
     for line in process.stderr:
@@ -289,6 +297,7 @@ def test_ctrl_c_in_a_worker_pool_verb_is_one_line_and_exit_130(tmp_path: Path) -
                "1", "--seconds", "1", "--size", "64", "--workers", "2"]  # fmt: skip
     env = {**_env(), "EMOFACE_PROGRESS_SECONDS": "0"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env,
+                               preexec_fn=_default_sigint,
                                start_new_session=True)  # fmt: skip
     assert process.stdout is not None
     seen = []
