@@ -17,6 +17,7 @@ and ``scale`` where the family has one), :meth:`Renderer.canonical_keypoints`,
 from __future__ import annotations
 
 import contextlib
+from abc import ABCMeta, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -42,7 +43,7 @@ class SourceState:
     encoded: dict[str, Tensor]
 
 
-class Renderer(nn.Module):
+class Renderer(nn.Module, metaclass=ABCMeta):
     """A frozen keypoint-driven renderer (see the module docstring).
 
     Args:
@@ -66,11 +67,13 @@ class Renderer(nn.Module):
 
     # -- what the family is ------------------------------------------------------------------
     @property
+    @abstractmethod
     def num_kp(self) -> int:
         """Keypoints K."""
         raise NotImplementedError
 
     @property
+    @abstractmethod
     def num_bins(self) -> int:
         """Bins per head-pose angle."""
         raise NotImplementedError
@@ -81,11 +84,13 @@ class Renderer(nn.Module):
         return "scale" in self.parameter_shapes
 
     @property
+    @abstractmethod
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-frame shapes of the raw parameters (:meth:`estimate`): angle bin logits
         ``(num_bins,)``, ``t`` ``(3,)``, ``exp`` ``(3K,)``, and ``scale`` ``(1,)`` where the family has one."""
         raise NotImplementedError
 
+    @abstractmethod
     def degrees(self, logits: Tensor) -> Tensor:
         """Angles ``(...)`` in degrees from bin logits ``(..., num_bins)`` (the family's convention)."""
         raise NotImplementedError
@@ -95,14 +100,17 @@ class Renderer(nn.Module):
         return next(self.parameters()).device
 
     # -- differentiable pieces (training a driver) -------------------------------------------
+    @abstractmethod
     def estimate(self, images: Tensor) -> dict[str, Tensor]:
         """Raw parameters of images ``(N, 3, H, W)`` in [0, 1] (shapes: :attr:`parameter_shapes`)."""
         raise NotImplementedError
 
+    @abstractmethod
     def canonical_keypoints(self, images: Tensor) -> Tensor:
         """``(N, K, 3)`` canonical keypoints of images ``(N, 3, H, W)``."""
         raise NotImplementedError
 
+    @abstractmethod
     def keypoints(self, kp_canonical: Tensor, params: dict[str, Tensor], kp_source: Tensor | None = None) -> Tensor:
         """Posed keypoints ``(N, K, 3)`` from canonical ones and raw parameters (bin logits).
 
@@ -114,10 +122,12 @@ class Renderer(nn.Module):
         """
         raise NotImplementedError
 
+    @abstractmethod
     def encode(self, images: Tensor) -> dict[str, Tensor]:
         """The source encoding of images ``(N, 3, H, W)`` (what every frame of a source shares)."""
         raise NotImplementedError
 
+    @abstractmethod
     def animate(self, encoded: dict[str, Tensor], kp_source: Tensor, kp_driving: Tensor) -> Tensor:
         """Frames ``(N, 3, H', W')`` in [0, 1] of encoded sources (batch 1 or N) posed by ``kp_driving (N, K, 3)``."""
         raise NotImplementedError
@@ -160,6 +170,7 @@ class Renderer(nn.Module):
             parts.append({k: self.degrees(v) if k in self.angles else v for k, v in raw.items()})
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
+    @abstractmethod
     def driving_keypoints(self, source: SourceState, **params: Tensor) -> Tensor:
         """Posed keypoints ``(N, K, 3)`` of the source's canonical keypoints for N frames' motion
         parameters (angles ``(N,)`` in degrees, the others as :attr:`parameter_shapes`)."""

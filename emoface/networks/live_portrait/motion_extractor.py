@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emoface.networks.live_portrait.keypoints import NUM_BINS, NUM_KP
@@ -39,20 +38,6 @@ class ChannelsFirstLayerNorm(nn.Module):
         var = (x - mean).pow(2).mean(1, keepdim=True)
         x = (x - mean) / torch.sqrt(var + self.eps)
         return self.weight[:, None, None] * x + self.bias[:, None, None]
-
-
-class ChannelsLastLayerNorm(nn.Module):
-    """Layer norm over the last axis with parameters ``weight`` / ``bias`` (ConvNeXt's own class,
-    whose state-dict entries equal ``nn.LayerNorm``'s)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
 class GRN(nn.Module):
@@ -82,7 +67,7 @@ class ConvNeXtV2Block(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
-        self.norm = ChannelsLastLayerNorm(dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)  # channels last; weight / bias as ConvNeXt saves them
         self.pwconv1 = nn.Linear(dim, 4 * dim)
         self.act = nn.GELU()
         self.grn = GRN(4 * dim)
