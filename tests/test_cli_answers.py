@@ -241,7 +241,7 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_nonzero(
     assert process.returncode == 143, rest
     saved = tmp_path / "checkpoints/last.ckpt"
     assert f"emoface fit: stopped by SIGTERM; resumable checkpoint {saved} (resume: --ckpt_path last)" in rest, rest
-    step = torch.load(saved, weights_only=False)["global_step"]
+    step = torch.load(saved, weights_only=True)["global_step"]
     assert step > 0
 
     # a requeued job: the same command with --ckpt_path last continues from that step
