@@ -302,11 +302,18 @@ def emotion_table(result: dict[str, Any]) -> str:
     return head + "\n" + cells
 
 
+def margin(value: float, threshold: float) -> str:
+    """A criterion's value over its threshold, printed beside it (how close it passes)."""
+    return f"[value/threshold {value / threshold:.3f}]"
+
+
 def criteria(sync: dict[str, dict[str, float]], emotion: dict[str, Any]) -> list[tuple[str, bool]]:
+    """Every criterion as ``(text with its figures and margin, passed)``."""
     in_sync, shifted = sync["in sync"], sync[f"audio delayed {SYNC_SHIFT}"]
     checks = [
         (f"LSE-C in sync > LSE-C with audio shifted by {SYNC_SHIFT} frames "
-         f"({in_sync['lse_c']:.3f} vs {shifted['lse_c']:.3f})", in_sync["lse_c"] > shifted["lse_c"]),
+         f"({in_sync['lse_c']:.3f} vs {shifted['lse_c']:.3f}) {margin(in_sync['lse_c'], shifted['lse_c'])}",
+         in_sync["lse_c"] > shifted["lse_c"]),
     ]  # fmt: skip
     for name in (f"audio delayed {PLANTED_SHIFT}", f"audio advanced {PLANTED_SHIFT}"):
         row = sync[name]
@@ -315,11 +322,12 @@ def criteria(sync: dict[str, dict[str, float]], emotion: dict[str, Any]) -> list
         checks.append(
             (f"{name}: offset {row['expected_offset']:+.0f} recovered within {OFFSET_TOLERANCE} frame "
              f"(median {row['median_offset']:+.0f}, {row['offset_hit_rate']:.0%} of {row['clips']:.0f} clips "
-             f">= {MIN_OFFSET_HIT_RATE:.0%})", ok)
+             f">= {MIN_OFFSET_HIT_RATE:.0%}) {margin(row['offset_hit_rate'], MIN_OFFSET_HIT_RATE)}", ok)
         )  # fmt: skip
     checks.append(
         (f"emotion accuracy on held-out actors {', '.join(emotion['actors'])} >= {MIN_EMOTION_ACCURACY} "
-         f"({emotion['accuracy']:.3f} over {emotion['clips']} clips)", emotion["accuracy"] >= MIN_EMOTION_ACCURACY)
+         f"({emotion['accuracy']:.3f} over {emotion['clips']} clips) {margin(emotion['accuracy'], MIN_EMOTION_ACCURACY)}",
+         emotion["accuracy"] >= MIN_EMOTION_ACCURACY)
     )  # fmt: skip
     return checks
 

@@ -13,11 +13,13 @@ source repeated 24.86 dB / 0.785; yaw correlation 0.873 (met), pitch 0.157 (not 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 import torch
 from benchmark_support import load_benchmark
+from conftest import SLOW_SEED
 
 RUN_STEPS = 600
 
@@ -25,13 +27,14 @@ RUN_STEPS = 600
 @pytest.fixture(scope="session")
 def renderer_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Train once per session; evaluate the trained and an untrained renderer on held-out actors."""
-    torch.set_num_threads(2)
+    # The threads the run was given (CI's slow lanes: 1, beside another lane; conftest's default: 2).
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     bench = load_benchmark("renderer_learning")
     root = tmp_path_factory.mktemp("renderer-learning")
     # The default mini-MEAD, on which the figures above were measured. The benchmark's own default is
     # the free-motion data of issue 25, whose criteria no CPU run meets yet (its docstring says why).
     cache = bench.build_cache(root / "data", free_motion=False)
-    checkpoint = bench.train(cache, root / "run", seed=0, max_steps=RUN_STEPS)
+    checkpoint = bench.train(cache, root / "run", seed=SLOW_SEED, max_steps=RUN_STEPS)
     result = bench.evaluate(checkpoint, cache)
     result["untrained"] = bench.evaluate(bench.untrained(checkpoint), cache)["renderer"]
     print(bench.table(result))
@@ -43,6 +46,11 @@ def test_renderer_learns_on_held_out_actors(renderer_run: dict[str, Any]) -> Non
     result = renderer_run["result"]
     trained, untrained = result["renderer"], result["untrained"]
     assert result["clips"] == 44
+    # Each criterion with its value over its threshold (how close it passes; issue 24).
+    for key, gain in (("psnr", 5.0), ("ssim", 0.2)):
+        threshold = untrained[key] + gain
+        print(f"trained {key} >= untrained + {gain:g}: {trained[key]:.3f} vs {threshold:.3f} "
+              f"[value/threshold {trained[key] / threshold:.3f}]")
     assert trained["psnr"] >= untrained["psnr"] + 5.0, (trained, untrained)
     assert trained["ssim"] >= untrained["ssim"] + 0.2, (trained, untrained)
 
