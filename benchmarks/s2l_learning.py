@@ -14,7 +14,10 @@ schedule), then evaluate
 free-running generation (seeded samples) on the test actor's windows and print the learning
 table and the motion table; every row pools its runs. Why two runs: two training runs of one
 configuration differ by more than the margins judged (one run's M-LMD of the deterministic model
-spans 0.91-1.38 over seeds 0-5), so one run's verdict near a threshold is a coin toss. Criteria
+spans 0.91-1.38 over seeds 0-5), so one run's verdict near a threshold is a coin toss. The models
+of one run start from one initialisation (:func:`paired_network`) and the same random state, so
+the deterministic / stochastic comparison is not also a comparison of two draws of initial
+weights. Each criterion prints its value over its threshold (``[value/threshold ...]``). Criteria
 (exit status 1 when one fails):
 
 * M-LMD at least 30 % lower than (a) the still reference face and (b) the same model with the
@@ -44,7 +47,28 @@ velocity, yaw amplitude and head speed scores (``configs/s2l.yaml``'s weights):
                            (deterministic 1.286 / 1.166 / 0.943 / 0.948 / 1.090 / 1.101)
     emotion accuracy       0.997-1.0 on every seed
 
-Every criterion holds on every seed. How it got there (single runs unless said; energy = the
+Every criterion held on every seed on the machine this was tuned on. On another 2-core AMD EPYC
+(issue 24; 2026-12-02, paired runs, three benchmarks side by side), seeds 0 / 1 / 2:
+
+    M-LMD stochastic / deterministic   1.258 / 1.071   0.987 / 1.082   SEED2
+    per run (stochastic, deterministic) 1.333 1.184, 1.137 1.005   1.043 0.931, 1.113 1.051   SEED2RUNS
+    lasting mouth offset per run       1.21 1.02, 0.75 0.72        0.80 0.64, 0.76 0.71       SEED2STATIC
+    lip movement per run               0.56 0.58, 0.75 0.63        0.62 0.62, 0.74 0.68       SEED2MOTION
+
+so ``M-LMD <= 1.10 x deterministic`` failed on seed 0 (value/threshold 1.068) and passed on seed 1
+(0.829). The spread is the lasting part of the mouth error (``m_lmd_static``: the window's mean
+offset), and nearly all of it is one offset shared by every window of the held-out actor (seed 0:
+1.16 and 0.98 px of the stochastic runs' 1.21 and 1.02; an unpaired deterministic run had 1.19 of
+1.24, a paired one 0.49): a draw of how the network generalises the mouth to an unseen face from
+the 4 training actors of the embedded mini-MEAD, in both families and with or without the emotion
+loss (one unpaired seed-0 run each: stochastic without it 1.04 px, deterministic without it 0.53).
+How the lips move (``m_lmd_motion``, the error once each side's mouth is centred on its window
+mean) is lower with stochastic motion in every run. Test M-LMD of one deterministic run after each
+of its 12 epochs: 3.43 2.16 2.95 1.71 1.94 2.18 2.07 1.56 1.66 1.49 2.07 1.11: the offset moves by
+tens of percent between epochs even at the end of the cosine schedule. The remedy (not done):
+train on enough identities for that offset to settle, as the evaluators needed 24 actors.
+
+How it got there (single runs unless said; energy = the
 head-speed / speech-energy correlation):
 
 * One GRU reading the noise (the first stochastic design), constant learning rate 1e-3: one seed
