@@ -250,5 +250,10 @@ def test_tiny_networks_reproduce_the_public_outputs() -> None:
             torch.testing.assert_close(out[key], ref[key], **close)
         frames = g(out["out"])
         assert frames.shape == (2, 3, 64, 64)  # 2x the 32 px input, as 256 -> 512 in the public sizes
-        torch.testing.assert_close(frames, ref["frames"], **close)
+        # The decoder's stack of float32 convolutions turns the rounding upstream (within the 2e-5
+        # above) into up to 1.3e-4 on 0.2 % of the pixels (torch 2.14, 2-core AMD EPYC; the fixture
+        # was made on another machine), 4e-5 even from the fixture's own input. A wrong layer or
+        # order would move the mean difference (here 5e-7) by orders of magnitude.
+        torch.testing.assert_close(frames, ref["frames"], atol=5e-4, rtol=0)
+        assert (frames - ref["frames"]).abs().mean() < 1e-5
         torch.testing.assert_close(s.stitch(kp_s, kp_d), ref["stitched"], **close)
