@@ -454,13 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\nS2L motion table (generated / real within-clip std per cue, and mean velocity over cues, per emotion and "
           "averaged over emotions; motion FD in deg^2; head-speed / speech-energy correlation)")
     print(motion_table(results))
-    print("\nMouth error of each training run (the spread the pooled rows average over; px): M-LMD = the "
-          "window's lasting mouth offset (static) + how the lips move (motion), not additive")
+    print("\nMouth error of each training run (px; the spread the pooled rows average over): M-LMD, its lasting "
+          "part (m_lmd_static, the window's mean offset) and the lips' movement (m_lmd_motion, each side's "
+          "mouth centred on its window mean)")
     for name in ("S2L", "S2L, deterministic", "S2L, no emotion loss"):
+        if name not in results:
+            continue
         for part in ("m_lmd", "m_lmd_static", "m_lmd_motion"):
-            if name in results:
-                runs = sorted(key for key in results[name] if key.startswith(f"{part}/run"))
-                print(f"  {name:<24}{part:<14}" + " ".join(f"{results[name][key]:.3f}" for key in runs))
+            runs = sorted(key for key in results[name] if key.startswith(f"{part}/run"))
+            print(f"  {name:<24}{part:<14}" + " ".join(f"{results[name][key]:.3f}" for key in runs))
     checks = criteria(results)
     print()
     for text, ok in checks:
