@@ -1,14 +1,14 @@
-"""The stage-1 learning check: runs benchmarks/s2l_learning.py (slow: about 4-5 minutes on 2 idle CPU cores).
+"""The stage-1 learning check: runs benchmarks/s2l_learning.py (slow: about 15 minutes with one
+thread on a busy 2-core CPU) on the session's 24-actor mini-MEAD, the evaluators' cache.
 
 Every criterion of the benchmark must hold: the established ones (M-LMD against the still
 reference and the audio-zeroed model, emotion accuracy, the deterministic model's gaze and pose
 errors against the training mean) and the motion criteria of stochastic generation (issue 12,
 lines marked ``motion:``: std ratios of head and gaze motion, the motion Frechet distance, the
 head-speed / speech-energy correlation, the M-LMD margin over the deterministic model and the
-emotion accuracy of sampled sequences). Seed 0, the benchmark's default (two training runs per
-model, pooled); its figures and those of seeds 1-5, which pass too, are in the benchmark's
-docstring.
-"""
+emotion accuracy of sampled sequences). Seed ``EMOFACE_SLOW_SEED`` (0 by default: two training
+runs per model, pooled, scored on three held-out actors); the figures of seeds 0-2 are in the
+benchmark's docstring."""
 
 from __future__ import annotations
 
@@ -27,9 +27,12 @@ M_LMD_MARGIN_CHECK = "motion: M-LMD <= 1.10 x deterministic"
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_s2l_learning_table_meets_its_criteria(tmp_path: Path) -> None:
+def test_s2l_learning_table_meets_its_criteria(evaluators_mead_cache: Path, tmp_path: Path) -> None:
+    # The benchmark's own data (24 actors, data seed = model seed), built once per session with the
+    # evaluators' checks, which train on the same cache.
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/s2l_learning.py"), "--out", str(tmp_path / "run"), "--seed", str(SLOW_SEED)],
+        [sys.executable, str(REPO / "benchmarks/s2l_learning.py"), "--out", str(tmp_path / "run"), "--seed", str(SLOW_SEED),
+         "--cache-dir", str(evaluators_mead_cache)],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     print(result.stdout[-6000:])
@@ -42,13 +45,11 @@ def test_s2l_learning_table_meets_its_criteria(tmp_path: Path) -> None:
     lips_margin = [text for text in failed if text.startswith(M_LMD_MARGIN_CHECK)]
     assert failed == lips_margin, failed  # every other criterion holds
     if lips_margin:
-        # Issue 24 (open): on a 2-core AMD EPYC the stochastic model's M-LMD came out 17 % above the
-        # deterministic model's (both paired runs of seed 0 pooled) and 9-17 % below the threshold
-        # in seeds 1 and 2.
-        # The spread is a lasting mouth offset shared by every window of the one held-out actor
-        # (0.5-1.2 px, in both families), a draw of how the network generalises from 4 training
-        # actors (benchmarks/s2l_learning.py's docstring has the figures). Reported,
-        # not hidden, until the benchmark trains on enough identities for that offset to settle.
+        # Issue 24 (open): on 24 actors (three held out) the stochastic model's M-LMD is 1.20-1.70
+        # times the deterministic model's over seeds 0-2 with configs/s2l.yaml's separate emotion
+        # loss (1.40-1.88 with the paper's joint one, 1.32 with none; 1.10 allowed): a real cost to
+        # the lips, mostly a lasting mouth offset, not the noise of one run. The benchmark's docstring has the figures
+        # and what is left of the cause (the stochastic landmark stream). Reported, not hidden.
         pytest.xfail("issue 24: " + lips_margin[0])
     assert result.returncode == 0, result.stdout[-3000:]
 

@@ -213,6 +213,27 @@ def test_emotion_loss_reaches_the_generator_but_never_the_critic() -> None:
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in system.network.parameters())
 
 
+def test_separate_emotion_loss_judges_each_cue_group_beside_the_real_other() -> None:
+    torch.manual_seed(0)
+    batch = synthetic_batch()
+    system = _system(emotion_loss_weight=1.0, emotion_loss_cues="separate").eval()  # eval: no dropout
+    landmarks = batch["normalized_landmarks"].clone().requires_grad_()
+    out = system.generate(batch, teacher_forcing=True)._replace(normalized_landmarks=landmarks)
+    ce = torch.nn.functional.cross_entropy
+    reference, emotion = batch["ref_normalized_landmarks"], batch["emotion"]
+    lips = ce(system.classify(landmarks, batch["gaze"], batch["rotation"], True, reference), emotion)
+    motion = ce(system.classify(landmarks, out.gaze, out.rotation, True, reference), emotion)
+    loss = system.losses(out, batch)["emotion"]
+    torch.testing.assert_close(loss, 0.5 * (lips + motion))
+    # The landmarks learn from the real motion's half only; the generated motion from its own half.
+    (landmark_grad,) = torch.autograd.grad(loss, landmarks, retain_graph=True)
+    torch.testing.assert_close(landmark_grad, torch.autograd.grad(0.5 * lips, landmarks)[0])
+    motion_grad = torch.autograd.grad(loss, out.gaze, retain_graph=True)[0]
+    torch.testing.assert_close(motion_grad, torch.autograd.grad(0.5 * motion, out.gaze)[0])
+    with pytest.raises(ValueError, match="emotion_loss_cues"):
+        _system(emotion_loss_cues="both")
+
+
 def test_ablation_switches() -> None:
     torch.manual_seed(0)
     batch = synthetic_batch()

@@ -317,6 +317,11 @@ class SpeechToLandmarks(LightningModule):
         gaze_l1_weight: weight of the gaze angle L1 (degrees).
         pose_weight: weight of the pose loss (rotation degrees + translation pixels + 10 x log-scale).
         emotion_loss_weight: weight of the emotion alignment cross-entropy (0 disables it).
+        emotion_loss_cues: what the emotion loss classifies. ``joint`` (the paper's): the
+            generated landmarks, gaze and pose together. ``separate``: the mean of two
+            cross-entropies, the generated landmarks with the window's real gaze and pose (it
+            trains the landmarks) and the generated gaze and pose with the generated landmarks
+            held fixed (it trains the motion).
         classifier_weight: weight of the joint classifier's own loss on real cues (joint mode only).
         sampling_max: final scheduled-sampling probability (of feeding the landmarks' own previous
             output instead of the real one; pose and gaze are never teacher-forced, see the
@@ -369,6 +374,7 @@ class SpeechToLandmarks(LightningModule):
         gaze_l1_weight: float = 0.05,
         pose_weight: float = 0.2,
         emotion_loss_weight: float = 0.5,
+        emotion_loss_cues: str = "joint",
         classifier_weight: float = 1.0,
         sampling_max: float = 1.0,
         sampling_start: int = 200,
@@ -399,6 +405,9 @@ class SpeechToLandmarks(LightningModule):
             load_classifier_weights(self.classifier, emotion_classifier_checkpoint)
             self.classifier.requires_grad_(False)
             self.classifier.eval()
+        if emotion_loss_cues not in ("joint", "separate"):
+            raise ValueError(f"emotion_loss_cues must be 'joint' or 'separate', got {emotion_loss_cues!r}")
+        self.emotion_loss_cues = emotion_loss_cues
         self.use_gaze = use_gaze
         self.use_pose = use_pose
         self.stochastic = bool(getattr(self.network, "stochastic", False))
@@ -615,8 +624,14 @@ class SpeechToLandmarks(LightningModule):
         if self.weights["motion"] > 0:
             terms["motion"] = self.motion_loss(out, batch, samples)
         if self.weights["emotion"] > 0:
-            logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, batch["ref_normalized_landmarks"])
-            terms["emotion"] = F.cross_entropy(logits, batch["emotion"])
+            reference = batch["ref_normalized_landmarks"]
+            if self.emotion_loss_cues == "joint":
+                logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, reference)
+                terms["emotion"] = F.cross_entropy(logits, batch["emotion"])
+            else:
+                lips = self.classify(out.normalized_landmarks, batch["gaze"], batch["rotation"], True, reference)
+                motion = self.classify(out.normalized_landmarks.detach(), out.gaze, out.rotation, True, reference)
+                terms["emotion"] = 0.5 * (F.cross_entropy(lips, batch["emotion"]) + F.cross_entropy(motion, batch["emotion"]))
         if self.weights["classifier"] > 0:
             gaze = batch["gaze"] if self.use_gaze else torch.zeros_like(batch["gaze"])
             rotation = batch["rotation"] if self.use_pose else torch.eye(3).to(batch["rotation"]).expand_as(batch["rotation"])
