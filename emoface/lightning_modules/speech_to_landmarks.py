@@ -321,7 +321,9 @@ class SpeechToLandmarks(LightningModule):
             generated landmarks, gaze and pose together. ``separate``: the mean of two
             cross-entropies, the generated landmarks with the window's real gaze and pose (it
             trains the landmarks) and the generated gaze and pose with the generated landmarks
-            held fixed (it trains the motion).
+            held fixed (it trains the motion). ``configs/s2l.yaml`` uses ``separate``: with sampled
+            motion the joint loss makes the landmarks carry the emotion for every motion sample,
+            and the mouth learns a lasting exaggeration (issue 24; benchmarks/s2l_learning.py).
         classifier_weight: weight of the joint classifier's own loss on real cues (joint mode only).
         sampling_max: final scheduled-sampling probability (of feeding the landmarks' own previous
             output instead of the real one; pose and gaze are never teacher-forced, see the
@@ -629,15 +631,21 @@ class SpeechToLandmarks(LightningModule):
                 logits = self.classify(out.normalized_landmarks, out.gaze, out.rotation, True, reference)
                 terms["emotion"] = F.cross_entropy(logits, batch["emotion"])
             else:
-                lips = self.classify(out.normalized_landmarks, batch["gaze"], batch["rotation"], True, reference)
+                real_gaze, real_rotation = self._real_motion(batch)
+                lips = self.classify(out.normalized_landmarks, real_gaze, real_rotation, True, reference)
                 motion = self.classify(out.normalized_landmarks.detach(), out.gaze, out.rotation, True, reference)
                 terms["emotion"] = 0.5 * (F.cross_entropy(lips, batch["emotion"]) + F.cross_entropy(motion, batch["emotion"]))
         if self.weights["classifier"] > 0:
-            gaze = batch["gaze"] if self.use_gaze else torch.zeros_like(batch["gaze"])
-            rotation = batch["rotation"] if self.use_pose else torch.eye(3).to(batch["rotation"]).expand_as(batch["rotation"])
-            logits = self.classify(target, gaze, rotation, False, batch["ref_normalized_landmarks"])
+            logits = self.classify(target, *self._real_motion(batch), False, batch["ref_normalized_landmarks"])
             terms["classifier"] = F.cross_entropy(logits, batch["emotion"])
         return terms
+
+    def _real_motion(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """The batch's gaze ``(B, T, 2, 2)`` and rotation ``(B, T, 3, 3)`` as the classifier sees real
+        cues: zero gaze without ``use_gaze`` and no rotation without ``use_pose``, as generated."""
+        gaze = batch["gaze"] if self.use_gaze else torch.zeros_like(batch["gaze"])
+        rotation = batch["rotation"] if self.use_pose else torch.eye(3).to(batch["rotation"]).expand_as(batch["rotation"])
+        return gaze, rotation
 
     def motion_loss(self, out: CueOutput, batch: dict[str, Any], samples: int) -> Tensor:
         """Energy score of the generated head-rotation and gaze trajectories (``samples`` copies per
