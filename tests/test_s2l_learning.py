@@ -48,8 +48,9 @@ def test_s2l_learning_table_meets_its_criteria(evaluators_mead_cache: Path, tmp_
         # Issue 24 (open): on 24 actors (three held out) the stochastic model's M-LMD is 1.20-1.70
         # times the deterministic model's over seeds 0-2 with configs/s2l.yaml's separate emotion
         # loss (1.40-1.88 with the paper's joint one, 1.32 with none; 1.10 allowed): a real cost to
-        # the lips, mostly a lasting mouth offset, not the noise of one run. The benchmark's docstring has the figures
-        # and what is left of the cause (the stochastic landmark stream). Reported, not hidden.
+        # the lips, mostly a lasting mouth offset, not the noise of one run. The benchmark's
+        # docstring has the figures and what is left of the cause (the stochastic landmark
+        # stream). Reported, not hidden.
         pytest.xfail("issue 24: " + lips_margin[0])
     assert result.returncode == 0, result.stdout[-3000:]
 
