@@ -23,11 +23,11 @@ schedule), then evaluate
 free-running generation (seeded samples) on the test actors' windows and print the learning
 table and the motion table; every row pools its runs. Why two runs: two training runs of one
 configuration differ by more than the margins judged (on the embedded mini-MEAD one run's M-LMD
-of the deterministic model spanned 0.91-1.38 over seeds 0-5), so one run's verdict near a threshold is a coin toss. The models
-of one run start from one initialisation (:func:`paired_network`) and the same random state, so
-the deterministic / stochastic comparison is not also a comparison of two draws of initial
-weights. Each criterion prints its value over its threshold (``[value/threshold ...]``). Criteria
-(exit status 1 when one fails):
+of the deterministic model spanned 0.91-1.38 over seeds 0-5), so one run's verdict near a
+threshold is a coin toss. The models of one run start from one initialisation
+(:func:`paired_network`) and the same random state, so the deterministic / stochastic comparison
+is not also a comparison of two draws of initial weights. Each criterion prints its value over its
+threshold (``[value/threshold ...]``). Criteria (exit status 1 when one fails):
 
 * M-LMD at least 30 % lower than (a) the still reference face and (b) the same model with the
   audio features zeroed;

@@ -15,6 +15,8 @@ free-running. Losses (each weight configurable):
   with the batch's real translations);
 * ``emotion``: cross-entropy of the collaborative emotion classifier on the generated cue
   sequence against the conditioning emotion (the classifier's weights receive no gradient);
+  ``emotion_loss_cues="separate"`` judges the generated landmarks beside the real gaze and pose
+  and the generated motion beside the generated landmarks held fixed instead (see the argument);
 * ``motion`` (stochastic networks, ``network.noise_dim > 0``): the energy score of the sampled
   head-rotation and gaze trajectories (:func:`energy_score`, per cue group), plus the per-frame
   score of their velocities (:func:`increment_energy_score`, ``motion_increment_weight``) and the
@@ -399,6 +401,8 @@ class SpeechToLandmarks(LightningModule):
         super().__init__()
         if motion_samples < 1:
             raise ValueError(f"motion_samples must be >= 1, got {motion_samples}")
+        if emotion_loss_cues not in ("joint", "separate"):
+            raise ValueError(f"emotion_loss_cues must be 'joint' or 'separate', got {emotion_loss_cues!r}")
         save_hyperparameters_except_objects(self)
         self.network = network if network is not None else SpeechToLandmarksNet()
         self.classifier = emotion_classifier if emotion_classifier is not None else CueEmotionClassifierNet()
@@ -407,8 +411,6 @@ class SpeechToLandmarks(LightningModule):
             load_classifier_weights(self.classifier, emotion_classifier_checkpoint)
             self.classifier.requires_grad_(False)
             self.classifier.eval()
-        if emotion_loss_cues not in ("joint", "separate"):
-            raise ValueError(f"emotion_loss_cues must be 'joint' or 'separate', got {emotion_loss_cues!r}")
         self.emotion_loss_cues = emotion_loss_cues
         self.use_gaze = use_gaze
         self.use_pose = use_pose
