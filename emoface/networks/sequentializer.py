@@ -38,7 +38,12 @@ back its previous landmarks only, so the lips do not depend on the motion sample
 follows the face's stream, not the other way round).
 
 Why a branch and not noise into the one GRU: the landmark stream then reads no noise and gets no
-gradient from the motion scores, so the lips are learned as in the deterministic generator.
+gradient from the motion scores, so the lips are learned as in the deterministic generator. No
+gradient at all: the branch's initial state reads the emotion and identity codes detached. When it
+read them attached, the motion scores (a large share of the loss) also trained the reference and
+emotion encoders the lips are generated from, and on unseen actors the sampled model's mouth kept
+a lasting offset: M-LMD 1.1-1.5 times the deterministic model's on a 24-actor mini-MEAD (seeds 0-2,
+benchmarks/s2l_learning.py); read detached, 0.82 times on seed 0 (figures of all seeds there).
 Sharing one GRU, the motion scores (which outweigh the landmark L1 in the loss) competed with the
 lips for its state: on mini-MEAD the sampled model's M-LMD came out 0.95-1.88 times the
 deterministic model's over four training seeds, and the eyes of one run wandered apart (left /
@@ -217,7 +222,8 @@ class MotionBranch(nn.Module):
     Each step a GRU of its own reads the landmark stream's features of that step (its hidden
     vector and step input: previous landmarks, audio, emotion and identity codes; detached, so
     the motion scores do not train the lips), the previous step's gaze and pose, the step's
-    motion audio code and the step's noise; heads of its own give gaze and pose.
+    motion audio code and the step's noise; heads of its own give gaze and pose. Its initial
+    state reads the emotion and identity codes detached too (module docstring: why).
 
     Args:
         hidden: width of the landmark stream's GRU, and of this one.
@@ -239,8 +245,10 @@ class MotionBranch(nn.Module):
         self.heads = CueHeads(2 * hidden, hidden, gaze_bins, gaze_max_angle, landmarks=False)
 
     def initial_state(self, condition: Tensor, noise: Tensor) -> Tensor:
-        """``(1, B, H)`` state from ``condition (B, C)`` and the sequence's noise ``(B, noise_dim)``."""
-        return torch.tanh(self.init_state(torch.cat([condition, noise], -1))).unsqueeze(0).contiguous()
+        """``(1, B, H)`` state from ``condition (B, C)`` (read detached: the motion scores must not
+        reshape the emotion and identity codes the lips are generated from) and the sequence's
+        noise ``(B, noise_dim)``."""
+        return torch.tanh(self.init_state(torch.cat([condition.detach(), noise], -1))).unsqueeze(0).contiguous()
 
     def forward(
         self, features: Tensor, previous: Tensor, audio: Tensor, noise: Tensor, state: Tensor, reference: Reference
