@@ -280,6 +280,24 @@ def test_dense_motion_jacobians_broadcast() -> None:
         net.forward_compressed(compressed.expand(2, -1, -1, -1, -1), kp_driving, kp_source)
 
 
+def test_dense_motion_mask_depth_kernel() -> None:
+    """The public 7x7x7 mask conv by default; a shallower kernel (the CPU config's) keeps every
+    output's shape, and an even or empty depth is refused with its value."""
+    sizes = {"block_expansion": 4, "num_blocks": 2, "max_features": 16, "num_kp": 3, "feature_channel": 4,
+             "reshape_depth": 4, "compress": 2}  # fmt: skip
+    assert DenseMotionNetwork(**sizes).mask.kernel_size == (7, 7, 7)
+    public, shallow = DenseMotionNetwork(**sizes).eval(), DenseMotionNetwork(**sizes, mask_depth_kernel=3).eval()
+    assert shallow.mask.kernel_size == (3, 7, 7) and shallow.config["mask_depth_kernel"] == 3
+    compressed = torch.rand(2, 2, 4, 8, 8)
+    kp_source, kp_driving = {"value": torch.rand(2, 3, 3) - 0.5}, {"value": torch.rand(2, 3, 3) - 0.5}
+    with torch.no_grad():
+        expected, got = (net.forward_compressed(compressed, kp_driving, kp_source) for net in (public, shallow))
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in expected.items()}
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=f"mask_depth_kernel.*{bad}"):
+            DenseMotionNetwork(**sizes, mask_depth_kernel=bad)
+
+
 def test_keypoint_detector_jacobian_output() -> None:
     params = {**TINY_CONFIG["model_params"]["kp_detector_params"], "num_kp": 4}
     detector = CanonicalKeypointDetector(**params, estimate_jacobian=True).eval()

@@ -44,6 +44,11 @@ class DenseMotionNetwork(nn.Module):
         reshape_depth: depth D of the volume (the occlusion conv sees depth folded into channels).
         compress: channels of the compressed volume.
         estimate_occlusion_map: also predict a 2D occlusion map.
+        mask_depth_kernel: depth of the mask conv's kernel (odd; public: 7, a 7x7x7 kernel). On a
+            CPU the weight gradient of a 7-deep kernel on a shallow volume is pathologically slow
+            (PyTorch 2.14's oneDNN, volume 8x56x4x16x16: 0.65 s against 0.05 s for a 3x7x7
+            kernel, forward 0.03 s both, one thread), and on a volume 4 deep a depth of 3
+            already spans it; ``configs/renderer_small.yaml`` sets 3.
     """
 
     def __init__(
@@ -56,12 +61,16 @@ class DenseMotionNetwork(nn.Module):
         reshape_depth: int = 16,
         compress: int = 4,
         estimate_occlusion_map: bool = True,
+        mask_depth_kernel: int = 7,
     ) -> None:
         super().__init__()
+        if mask_depth_kernel < 1 or mask_depth_kernel % 2 == 0:
+            raise ValueError(f"mask_depth_kernel must be a positive odd number, got {mask_depth_kernel}")
         self.config: dict[str, Any] = {
             "block_expansion": block_expansion, "num_blocks": num_blocks, "max_features": max_features,
             "num_kp": num_kp, "feature_channel": feature_channel, "reshape_depth": reshape_depth,
             "compress": compress, "estimate_occlusion_map": estimate_occlusion_map,
+            "mask_depth_kernel": mask_depth_kernel,
         }  # fmt: skip
         # Input per candidate: its heatmap difference (1 channel) and its warped volume (compress).
         self.hourglass = Hourglass(
@@ -70,7 +79,8 @@ class DenseMotionNetwork(nn.Module):
             max_features=max_features,
             num_blocks=num_blocks,
         )
-        self.mask = nn.Conv3d(self.hourglass.out_filters, num_kp + 1, kernel_size=7, padding=3)
+        self.mask = nn.Conv3d(self.hourglass.out_filters, num_kp + 1, kernel_size=(mask_depth_kernel, 7, 7),
+                              padding=(mask_depth_kernel // 2, 3, 3))
         self.compress = nn.Conv3d(feature_channel, compress, kernel_size=1)
         self.norm = nn.BatchNorm3d(compress, affine=True)
         self.occlusion: nn.Conv2d | None = None
