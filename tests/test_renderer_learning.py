@@ -12,6 +12,9 @@ same arguments (``python benchmarks/renderer_learning.py --threads 1 --max-steps
     trained, held still 20.52 / 0.590; trained, driven by each frame's keypoints 20.95 / 0.609;
     estimator yaw correlation with preprocessing 0.980, pitch 0.691, roll 0.895.
 
+In `.ci/run` (both lanes busy, same machine) the fixture took 2093 s and scored driven 21.42 dB against
+held still 20.96 and source repeated 21.13, pitch correlation 0.718: runs differ by about 0.5 dB.
+
 What holds at this length is asserted: the renderer is far above its untrained self, its warp has
 not collapsed (frames driven by each frame's keypoints beat the same renderer driven by the source's
 keypoints held still; a collapsed warp scores the two alike, to 1e-7), and the estimator's yaw
