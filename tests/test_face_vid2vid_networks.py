@@ -256,7 +256,8 @@ def test_animate_batch_equals_per_frame_forward(name: str) -> None:
     torch.testing.assert_close(again["prediction"], batched["prediction"], atol=2e-5, rtol=0)
 
     # Without oneDNN the batched path is the per-frame one up to the GEMM's float summation order,
-    # which still depends on the batch on some CPUs (2.5e-6 on a 2-core Intel Xeon, none on the AMD EPYC it was written on).
+    # which still depends on the batch on some CPUs (2.5e-6 on a 2-core Intel Xeon, none on the AMD
+    # EPYC it was written on).
     with torch.backends.mkldnn.flags(enabled=False):
         batched = generator.animate(generator.encode_source(source_image), kp_source, kp_driving)
         for i, single in enumerate(per_frame()):
