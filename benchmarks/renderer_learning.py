@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_cache(root: Path, free_motion: bool = True, speakers: int = 24, size: int = 64, seconds: float = 2.0,
-                workers: int = 2) -> Path:  # fmt: skip
+                workers: int = 2, seed: int = 0) -> Path:  # fmt: skip
     """A ``speakers``-actor mini-MEAD preprocessed at ``size`` px (speaker split: two actors held out);
     an existing complete cache is reused.
 
@@ -142,7 +142,7 @@ def build_cache(root: Path, free_motion: bool = True, speakers: int = 24, size: 
     if not (cache / "manifest.csv").is_file():
         if not (raw / "mini_mead.json").is_file():
             frame_size = free_motion_frame_size(size) if free_motion else 2 * round(0.75 * size)
-            make_mini_mead(raw, speakers=speakers, clips=1, seconds=seconds, size=frame_size, seed=0, workers=workers,
+            make_mini_mead(raw, speakers=speakers, clips=1, seconds=seconds, size=frame_size, seed=seed, workers=workers,
                            free_motion=free_motion)  # fmt: skip
         MEADDataModule(cache_dir=str(cache), raw_root=str(raw), size=size, preprocess_workers=workers).prepare_data()
     return cache
