@@ -119,3 +119,27 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "l2k": runs / "l2k/checkpoints/last.ckpt",
         "s2l": runs / "s2l/checkpoints/last.ckpt",
     }
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real photo with one face: scikit-image's astronaut (512 x 512 PNG)."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1.3 s of mini-MEAD's synthetic speech as 44.1 kHz AAC (generate resamples to 16 kHz as
+    preprocessing does)."""
+    import numpy as np
+
+    from emoface.datamodules.mini_mead import make_identity, synthesize_speech
+    from emoface.io.media import write_audio
+
+    wave = synthesize_speech(np.random.default_rng(0), 1.3, make_identity("M003", 0), "happy", 3, 44100)[0]
+    return write_audio(tmp_path_factory.mktemp("speech") / "speech.m4a", wave, sample_rate=44100)

@@ -17,25 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 GENERATE = str(REPO / "configs/generate.yaml")
 
 
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from PIL import Image
-    from skimage import data
-
-    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # 44.1 kHz AAC: generate resamples to 16 kHz as preprocessing does.
-    from emoface.datamodules.mini_mead import make_identity, synthesize_speech
-
-    wave = synthesize_speech(np.random.default_rng(0), 1.3, make_identity("M003", 0), "happy", 3, 44100)[0]
-    return write_audio(tmp_path_factory.mktemp("speech") / "speech.m4a", wave, sample_rate=44100)
-
-
 def test_generate_makes_a_video_with_sound(tiny_pipeline: dict[str, Path], photo: Path, speech: Path,
                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip

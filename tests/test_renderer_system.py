@@ -248,42 +248,84 @@ def test_head_pose_bin_loss_is_the_cross_entropy_of_the_target_bins() -> None:
     assert losses["head_pose_bins"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_pose_warmup_trains_the_estimator_alone_and_zero_motion_heads_start_at_zero() -> None:
-    """``pose_warmup_steps``: the first steps train only the head estimator, on the pose losses (the
-    warp cannot collapse onto "no motion" before the keypoints carry the pose); then the recipe.
-    ``zero_motion_heads``: the translation and expression heads start at zero."""
-    import lightning as L
-
-    system = tiny_renderer(pose_warmup_steps=3, zero_motion_heads=True, lr=1e-3)
-    for head in (system.he_estimator.fc_t, system.he_estimator.fc_exp):
-        assert not head.weight.any() and not head.bias.any()
+def _random_pairs_loader() -> torch.utils.data.DataLoader:
+    """8 random (source, driving, euler) items in batches of 2."""
     g = torch.Generator().manual_seed(0)
     items = [{"frames": torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=g),
               "source_frame": torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=g),
               "euler": torch.randn(1, 3, generator=g) * 10} for _ in range(8)]  # fmt: skip
-    loader = torch.utils.data.DataLoader(items, batch_size=2)
+    return torch.utils.data.DataLoader(items, batch_size=2)
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trained tensors of ``module`` (not the batch-norm statistics), copied."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if "running" not in k and "num_batches" not in k}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
+    after = _snapshot(module)
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def _fit_steps(system: FaceRenderer, steps: int) -> None:
+    import lightning as L
+
+    L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=0).fit(system, _random_pairs_loader())  # fmt: skip
+
+
+def test_pose_warmup_trains_the_estimator_alone_and_zero_motion_heads_start_at_zero() -> None:
+    """``pose_warmup_steps``: the first steps train only the head estimator, on the pose losses (the
+    warp cannot collapse onto "no motion" before the keypoints carry the pose); then the recipe.
+    ``zero_motion_heads``: the translation and expression heads start at zero."""
+    system = tiny_renderer(pose_warmup_steps=3, zero_motion_heads=True, lr=1e-3)
+    for head in (system.he_estimator.fc_t, system.he_estimator.fc_exp):
+        assert not head.weight.any() and not head.bias.any()
 
     def snapshot() -> dict[str, dict[str, torch.Tensor]]:
-        return {name: {k: v.detach().clone() for k, v in getattr(system, name).state_dict().items()}
-                for name in ("kp_detector", "he_estimator", "generator")}  # fmt: skip
+        return {name: _snapshot(getattr(system, name)) for name in ("kp_detector", "he_estimator", "generator")}
 
     def changed(before: dict, after: dict, name: str) -> bool:
-        return any(not torch.equal(before[name][k], after[name][k]) for k in before[name] if "running" not in k
-                   and "num_batches" not in k)  # fmt: skip
+        return any(not torch.equal(before[name][k], after[name][k]) for k in before[name])
 
     start = snapshot()
-    options = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, limit_val_batches=0)  # fmt: skip
-    L.Trainer(max_steps=3, **options).fit(system, loader)
+    _fit_steps(system, 3)
     warmed = snapshot()
     assert changed(start, warmed, "he_estimator")
     assert not changed(start, warmed, "generator") and not changed(start, warmed, "kp_detector")
     # Translation and expression get no gradient from the pose losses: still zero after the warm-up.
     assert not system.he_estimator.fc_t.weight.any() and not system.he_estimator.fc_exp.weight.any()
-    L.Trainer(max_steps=5, **options).fit(system, loader)  # steps 3 and 4: the whole recipe
+    _fit_steps(system, 5)  # steps 3 and 4: the whole recipe
     assert changed(warmed, snapshot(), "generator") and changed(warmed, snapshot(), "kp_detector")
+
+
+def test_warmup_autoencode_trains_the_generator_through_the_identity_warp() -> None:
+    """``warmup_autoencode``: during the pose warm-up the generator learns to redraw frames through
+    the identity warp (source keypoints = driving keypoints); the dense motion's softmax, which that
+    warp gives nothing to learn, and the keypoint detector stay as they are."""
+    system = tiny_renderer(pose_warmup_steps=3, zero_motion_heads=True, warmup_autoencode=True, l1_weight=10.0,
+                           perceptual_weights=[0.0] * 5, lr=1e-3)  # fmt: skip
+    images = torch.rand(2, 3, 64, 64)
+    losses = system.autoencode_losses(images)
+    assert set(losses) == {"autoencode_l1"}
+    sum(losses.values()).backward()
+    mask = system.generator.dense_motion_network.mask.weight.grad
+    decoder = system.generator.final.weight.grad
+    # Every candidate warp is the identity: the softmax's gradient is rounding error only.
+    assert mask.abs().max() < 1e-6 * decoder.abs().max()
+    assert all(p.grad is None for p in system.kp_detector.parameters())
+    system.zero_grad(set_to_none=True)
+
+    kept = {"mask": _snapshot(system.generator.dense_motion_network.mask), "kp": _snapshot(system.kp_detector)}
+    generator = _snapshot(system.generator)
+    _fit_steps(system, 3)
+    assert _changed(generator, system.generator)
+    assert not _changed(kept["mask"], system.generator.dense_motion_network.mask)
+    assert not _changed(kept["kp"], system.kp_detector)
 
 
 def test_pose_warmup_steps_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="pose_warmup_steps"):
         tiny_renderer(pose_warmup_steps=-1)
+    with pytest.raises(ValueError, match="warmup_autoencode .* pose_warmup_steps > 0"):
+        tiny_renderer(warmup_autoencode=True)
