@@ -80,6 +80,26 @@ the pitch correlation is 0.69. The generator only trains for the 1200 steps afte
 earlier run of the same config reached 22.75 dB driven / 22.29 held still / 22.42 source on the
 validation actor at step 1999, so runs differ by about 0.5 dB.
 
+What limits it now: drawing, not the warp. The 2400-step renderer redraws its own source, driven by
+the source's own keypoints (the identity warp), at 20.4 dB (8 held-out clips), below the 21.0 dB of
+that source against the clip's other frames: its encoder and decoder blur too much for any warp to
+beat the still source. Tried (2026-12-03): ``FaceRenderer(warmup_autoencode=True)``, the generator
+learning the identity warp during the pose warm-up (the dense motion's softmax, which that warp
+gives nothing to learn, left as it is), 2 threads. Validation (same actor and windows as above):
+
+    step                       499     999     1499    1999    2499    2999
+    no-motion weight           0.075*  0.074*  0.757   0.876   0.875   0.808   (* warm-up)
+    PSNR driven                20.68   22.10   21.04   21.39   22.59   22.33   (source repeated 22.42)
+    PSNR held still            20.64   22.03   20.99   21.20   22.43   22.09
+    yaw / pitch error (deg)    7.8/7.1 6.5/5.8 9.4/9.8 2.7/5.2 3.6/14.1 2.0/5.9
+
+The warm-up now draws faces (22.10 dB at step 999 against 15.14 without), but the first full steps
+undo part of it, and from step 2500 on PSNR stays within 0.2 dB of the still source. On the
+held-out actors at step 2500: driven 21.69 / SSIM 0.628, held still 21.20, source repeated 21.13 /
+0.641; yaw r 0.940, pitch r 0.523. That is 0.3-0.7 dB above the runs without it, about the spread
+between runs, for a warm-up step of 0.55 s instead of about 0.1 s: ``renderer_small`` leaves it off.
+Longer training alone is no way out at this learning rate either: 2999 and 2499 score alike.
+
 Step time (``benchmarks/renderer_step.py``, batch 8, 64 px, 2 threads, quiet machine, medians of
 35 steps): the full step 0.56-1.07 s with the public 7x7x7 mask conv against 0.73 s with 3x7x7, but
 this machine's speed varied by 2x within minutes (the same pose-only step took 0.061 and 0.12 s),
