@@ -108,7 +108,6 @@ def test_renderer_learning_criteria(renderer_run: dict[str, Any]) -> None:
         pytest.xfail(f"issue criteria not met after {RUN_STEPS} CPU steps: " + "; ".join(failed))
 
 
-
 L2K_STEPS = 300
 S2L_EPOCHS = 2
 MIN_FRAME_CONTRAST = 0.05  # measured 0.21; a flat grey frame: about 0
