@@ -162,8 +162,8 @@ def build_cache(root: Path, free_motion: bool = True, speakers: int = 24, size: 
     if not (cache / "manifest.csv").is_file():
         if not (raw / "mini_mead.json").is_file():
             frame_size = free_motion_frame_size(size) if free_motion else 2 * round(0.75 * size)
-            make_mini_mead(raw, speakers=speakers, clips=1, seconds=seconds, size=frame_size, seed=seed, workers=workers,
-                           free_motion=free_motion)  # fmt: skip
+            make_mini_mead(raw, speakers=speakers, clips=1, seconds=seconds, size=frame_size, seed=seed,
+                           workers=workers, free_motion=free_motion)  # fmt: skip
         MEADDataModule(cache_dir=str(cache), raw_root=str(raw), size=size, preprocess_workers=workers).prepare_data()
     return cache
 

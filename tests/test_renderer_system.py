@@ -259,7 +259,8 @@ def _random_pairs_loader() -> torch.utils.data.DataLoader:
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The trained tensors of ``module`` (not the batch-norm statistics), copied."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items() if "running" not in k and "num_batches" not in k}
+    state = module.state_dict()
+    return {k: v.detach().clone() for k, v in state.items() if "running" not in k and "num_batches" not in k}
 
 
 def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:

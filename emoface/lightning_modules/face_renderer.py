@@ -184,7 +184,9 @@ class FaceRenderer(LightningModule):
         if pose_warmup_steps < 0:
             raise ValueError(f"pose_warmup_steps must be >= 0, got {pose_warmup_steps}")
         if warmup_autoencode and not pose_warmup_steps:
-            raise ValueError("warmup_autoencode trains the generator during the pose warm-up: set pose_warmup_steps > 0")
+            raise ValueError(
+                "warmup_autoencode trains the generator during the pose warm-up: set pose_warmup_steps > 0"
+            )
         if zero_motion_heads and init_checkpoint is None:
             for head in (self.he_estimator.fc_t, self.he_estimator.fc_exp):
                 nn.init.zeros_(head.weight)
@@ -350,9 +352,10 @@ class FaceRenderer(LightningModule):
         (:class:`ImagePyramid` outputs)."""
         hp = self.hparams
         losses: dict[str, Tensor] = {}
-        vgg = self.perceptual_network(real[self.pyramid.scales[0]].device)
+        full = real[self.pyramid.scales[0]]  # the finest level: its device and dtype
+        vgg = self.perceptual_network(full.device)
         if vgg is not None:
-            total = real[self.pyramid.scales[0]].new_zeros(())
+            total = full.new_zeros(())
             for scale in self.pyramid.scales:
                 fake_features, real_features = vgg(fake[scale]), vgg(real[scale])
                 for weight, a, b in zip(hp.perceptual_weights, fake_features, real_features):
