@@ -275,7 +275,7 @@ def pose_from_video(path: str | Path, backend: Any, num_frames: int) -> dict[str
         PipelineError: unreadable video, or no face in it.
     """
     from emoface.io.media import MediaError, iter_video_chunks
-    from emoface.preprocessing.features import ClipFailure, estimate_pose, fill_gaps
+    from emoface.preprocessing.features import ClipFailure, drop_stray_faces, estimate_pose, fill_gaps
 
     try:
         landmarks, found = backend.landmarks_from_chunks(iter_video_chunks(path, fps=FPS))
@@ -284,7 +284,9 @@ def pose_from_video(path: str | Path, backend: Any, num_frames: int) -> dict[str
     if len(found) == 0 or not found.any():
         raise PipelineError(f"{path}: no face found in the --pose-from video")
     try:
-        landmarks = fill_gaps(landmarks, found, max_gap=len(found), max_missing=0.5)
+        # A frame whose detector took something else for the face (far from where the face mostly
+        # is) would move every frame's pose, all being relative to frame 0: fill it instead.
+        landmarks = fill_gaps(landmarks, drop_stray_faces(landmarks, found), max_gap=len(found), max_missing=0.5)
     except ClipFailure as failure:
         raise PipelineError(f"{path}: too few frames with a face for --pose-from ({failure.reason})") from failure
     pose = estimate_pose(landmarks)

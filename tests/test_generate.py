@@ -77,6 +77,9 @@ def test_pose_from_a_video_drives_the_head(tiny_pipeline: dict[str, Path], photo
     spoken = load_speech(speech)
     pose = pose_from_video(driver, backend, spoken.num_frames)
     assert pose["rotation"].shape == (spoken.num_frames, 3, 3)
+    # dlib takes the suit's mission patch for a face in two frames where it misses the tilted one
+    # (frame 0 among them); those frames are filled, not taken as a head jumping 250 px down.
+    assert np.abs(pose["translation"]).max() < 1.0 and np.ptp(pose["scale"]) < 0.05, pose
     cues = pipeline.cues(spoken, face, "neutral", 1, pose=pose)
     roll = matrix_to_euler(torch.from_numpy(cues["rotation"]))[:, 2].numpy()
     # The in-plane rotation of the driver (24 degrees peak to peak) reaches the generated head.

@@ -22,7 +22,7 @@ from emoface.geometry.alignment import apply_similarity
 from emoface.geometry.rotations import euler_to_matrix, geodesic_angle
 from emoface.io import read_audio
 from emoface.io.arrays import load_npz
-from emoface.preprocessing.features import ClipFailure, estimate_pose, fill_gaps
+from emoface.preprocessing.features import ClipFailure, drop_stray_faces, estimate_pose, fill_gaps
 from emoface.preprocessing.manifest import COLUMNS, read_manifest
 from emoface.preprocessing.store import ClipFile
 
@@ -134,6 +134,20 @@ def test_normalized_landmarks_are_pose_invariant(mini_mead_128: Path) -> None:
         torch.from_numpy(result["rotation"]).double()[:1], rotation[:1]
     )
     assert relative.abs().max() < 1e-3  # pose differences are recovered exactly
+
+
+def test_stray_faces_are_dropped() -> None:
+    rng = np.random.default_rng(0)
+    face = rng.uniform(0, 100, (68, 3)).astype(np.float32)  # about 100 px wide
+    landmarks = np.stack([face + [2.0 * t, 0, 0] for t in range(10)])  # drifting 2 px per frame
+    landmarks[3] = face + [0, 300, 0]  # a false detection far below
+    landmarks[6] = face * 0.5 + [60, 40, 0]  # a smaller detection overlapping the face: kept
+    found = np.ones(10, dtype=bool)
+    found[8] = False
+    kept = drop_stray_faces(landmarks, found)
+    assert kept.tolist() == [True, True, True, False, True, True, True, True, False, True]
+    assert drop_stray_faces(landmarks, found, max_jump=5.0).tolist() == found.tolist()
+    assert not drop_stray_faces(landmarks, np.zeros(10, dtype=bool)).any()
 
 
 def test_gaps_are_interpolated_and_long_gaps_fail() -> None:

@@ -73,6 +73,35 @@ def longest_run(mask: np.ndarray) -> int:
     return best
 
 
+def drop_stray_faces(landmarks: np.ndarray, found: np.ndarray, max_jump: float = 1.0) -> np.ndarray:
+    """Frames whose face lies far from where the video's face mostly is count as not found.
+
+    A per-frame detector that takes each frame's largest face takes a false detection (a
+    face-like pattern, another person) for the face where it misses the real one. The face's
+    usual place is the median of the landmarks' centres over the frames, its size the median
+    width; a frame whose centre is more than ``max_jump`` widths from it is dropped (so that
+    :func:`fill_gaps` fills it from its neighbours). Meant for one face that moves less than its
+    width, as a talking head does; the real face must be found in most frames.
+
+    Args:
+        landmarks: ``(T, 68, 3)``; rows where ``found`` is False are ignored.
+        found: bool ``(T,)``.
+
+    Returns:
+        bool ``(T,)``: ``found`` without the stray frames.
+    """
+    found = np.asarray(found, dtype=bool)
+    if not found.any():
+        return found
+    points = np.asarray(landmarks)[found, :, :2]
+    centres = points.mean(axis=1)  # (F, 2)
+    widths = points[..., 0].max(axis=1) - points[..., 0].min(axis=1)
+    distance = np.linalg.norm(centres - np.median(centres, axis=0), axis=1)
+    kept = found.copy()
+    kept[np.flatnonzero(found)] = distance <= max_jump * np.median(widths)
+    return kept
+
+
 def fill_gaps(landmarks: np.ndarray, found: np.ndarray, max_gap: int, max_missing: float) -> np.ndarray:
     """Interpolate landmarks of frames where no face was found.
 
