@@ -28,6 +28,7 @@ from emoface.networks.face_vid2vid import (
     OcclusionAwareSPADEGenerator,
     load_face_vid2vid_state,
 )
+from emoface.networks.face_vid2vid.generator import warp_image
 
 DATA = Path(__file__).parent / "data" / "face_vid2vid"
 TINY_CONFIG = json.loads((DATA / "tiny_config.json").read_text())
@@ -263,6 +264,55 @@ def test_animate_batch_equals_per_frame_forward(name: str) -> None:
         for i, single in enumerate(per_frame()):
             for key, value in single.items():
                 torch.testing.assert_close(batched[key][i : i + 1], value, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_warp_image_moves_pixels_by_the_fields_xy() -> None:
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 64, 64)
+    identity = torch.eye(3, 4).expand(2, 3, 4)
+    field = nn.functional.affine_grid(identity, [2, 1, 4, 16, 16], align_corners=True)  # the dense motion's identity
+    torch.testing.assert_close(warp_image(image, field), image, atol=1e-5, rtol=0)  # exact up to the borders
+    shift = identity.clone()
+    shift[:, 0, 3] = -16 / 63  # sample 8 px to the left (pixel centres 2 / 63 apart): the image moves 8 px right
+    moved = warp_image(image[:1], nn.functional.affine_grid(shift, [2, 1, 4, 16, 16], align_corners=True))
+    assert moved.shape == (2, 3, 64, 64)  # a batch-1 image broadcasts to the field's batch
+    torch.testing.assert_close(moved[..., 8:], image[:1, ..., :-8].expand(2, -1, -1, -1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(moved[..., :8], image[:1, ..., :1].expand(2, -1, -1, 8), atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_image_skip_blends_the_warped_source_with_the_drawn_image() -> None:
+    torch.manual_seed(0)
+    params = TINY_CONFIG["model_params"]
+    generator = OcclusionAwareGenerator(**params["generator_params"], **params["common_params"], image_skip=True)
+    _as_if_trained(generator)
+    generator.eval()
+    assert generator.final.out_channels == 4  # RGB and the blending logit
+    source_image = torch.rand(1, 3, 64, 64)
+    kp_source = {"value": torch.rand(1, 4, 3) * 1.6 - 0.8}
+    kp_driving = {"value": kp_source["value"] + 0.2 * torch.randn(3, 4, 3)}
+    encoded = generator.encode_source(source_image)
+    assert set(encoded) == {"feature_3d", "compressed", "image"}
+    out = generator.animate(encoded, kp_source, kp_driving)
+    assert set(out) == {"mask", "occlusion_map", "prediction", "blend", "warped_source"}
+    assert out["blend"].shape == (3, 1, 64, 64) and 0 < out["blend"].min() and out["blend"].max() < 1
+    torch.testing.assert_close(generator(source_image.expand(3, -1, -1, -1), kp_driving, kp_source)["prediction"],
+                               out["prediction"], atol=2e-5, rtol=0)  # fmt: skip
+    warped = generator.warp(encoded, kp_source, kp_driving)
+    source_warped = warp_image(source_image, warped["deformation"])
+    torch.testing.assert_close(out["warped_source"], source_warped)
+    assert (source_warped - source_image).abs().mean() > 0.01  # the driving keypoints move the source
+    # Blending weight 1: the prediction is the source warped, and held still it is the source itself.
+    generator.final.bias.data[3] = 100.0
+    torch.testing.assert_close(generator.animate(encoded, kp_source, kp_driving)["prediction"],
+                               source_warped, atol=1e-5, rtol=0)  # fmt: skip
+    held = generator.animate(encoded, kp_source, {"value": kp_source["value"].expand(3, -1, -1)})["prediction"]
+    torch.testing.assert_close(held, source_image.expand(3, -1, -1, -1), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="image_skip"):
+        generator.animate({key: encoded[key] for key in ("feature_3d", "compressed")}, kp_source, kp_driving)
+    with pytest.raises(RuntimeError, match="animate"):
+        generator.decode(warped["features"])
 
 
 @torch.no_grad()

@@ -330,3 +330,24 @@ def test_pose_warmup_steps_must_not_be_negative() -> None:
         tiny_renderer(pose_warmup_steps=-1)
     with pytest.raises(ValueError, match="warmup_autoencode .* pose_warmup_steps > 0"):
         tiny_renderer(warmup_autoencode=True)
+
+
+def test_warp_loss_scores_the_warped_source_and_needs_the_image_skip() -> None:
+    """``warp_weight``: an L1 of the source image warped by the dense motion alone against the driving
+    frame; its gradient reaches the dense motion and the keypoints, not the decoder."""
+    with pytest.raises(ValueError, match="image_skip"):
+        tiny_renderer(warp_weight=1.0)
+    torch.manual_seed(0)
+    system = FaceRenderer(CanonicalKeypointDetector(**TINY_KP), HeadExpressionEstimator(**TINY_HE),
+                          OcclusionAwareGenerator(**TINY_GEN, image_skip=True), perceptual_backbone=None,
+                          perceptual_weights=[0.0] * 5, l1_weight=0.0, scales=[1], equivariance_weight=0,
+                          keypoint_prior_weight=0, head_pose_weight=0, head_pose_bin_weight=0, expression_weight=0,
+                          warp_weight=2.0)  # fmt: skip
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    losses, out = system.generator_losses(source, driving, torch.zeros(2, 3))
+    assert set(losses) == {"warp"}
+    torch.testing.assert_close(losses["warp"], 2.0 * (out["warped_source"] - driving).abs().mean())
+    losses["warp"].backward()
+    assert system.generator.dense_motion_network.mask.weight.grad.abs().max() > 0
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in system.kp_detector.parameters())
+    assert system.generator.final.weight.grad is None  # the decoder draws nothing of the warped source

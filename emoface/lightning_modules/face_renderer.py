@@ -33,7 +33,8 @@ Validation reconstructs every frame of a window from its clip's **first** frame 
 ``val_lpips``), the same for the "source frame repeated" baseline (``val/psnr_source`` ...), the
 PSNR of the renderer driven by the source's own keypoints held still (``val/psnr_held``: equal to
 ``val/psnr`` when the warp ignores the keypoints), the mean softmax weight of the dense motion's
-"no motion" candidate (``val/background_weight``: near 1 when the warp has collapsed), the
+"no motion" candidate (``val/background_weight``: near 1 when the warp has collapsed), with a
+generator's ``image_skip`` the mean weight of the warped source image (``val/blend_weight``), the
 estimator's angle errors against preprocessing (``val/yaw_error`` ...), and, every
 ``image_log_every_n_epochs``, a grid of source | driving | prediction images.
 """
@@ -140,6 +141,10 @@ class FaceRenderer(LightningModule):
             starts (after 2400 steps without it, renderer_small redraws its own source at 20.4 dB).
             Measured on the free-motion data: +0.3 to +0.7 dB on held-out actors after 2500 steps,
             about the spread between runs, for twice the warm-up's time: off in renderer_small.
+        warp_weight: weight of an L1 between the driving frame and the source image warped by the
+            dense motion alone (the generator's ``warped_source``; needs a generator with
+            ``image_skip``). Not in the public recipe: it asks the warp itself, not the decoder
+            behind it, to explain the motion, so the dense motion cannot settle on "no motion".
     """
 
     def __init__(
@@ -175,6 +180,7 @@ class FaceRenderer(LightningModule):
         pose_warmup_steps: int = 0,
         zero_motion_heads: bool = False,
         warmup_autoencode: bool = False,
+        warp_weight: float = 0.0,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -194,6 +200,9 @@ class FaceRenderer(LightningModule):
         # Not given: the class init_checkpoint holds (the public vox-256 file: SPADE), else plain.
         self.generator = generator if generator is not None else default_generator(init_checkpoint)
         self._default_generator = generator is None
+        if warp_weight and not getattr(self.generator, "image_skip", False):
+            raise ValueError("warp_weight scores the generator's warped source image: it needs a generator "
+                             "with image_skip=True")  # fmt: skip
         self.discriminator = discriminator
         if len(perceptual_weights) != 5:
             raise ValueError(f"perceptual_weights needs one weight per VGG19 slice (5), got {perceptual_weights}")
@@ -314,6 +323,8 @@ class FaceRenderer(LightningModule):
         out = self.reconstruct(source, driving)
         real, fake = self.pyramid(driving), self.pyramid(out["prediction"])
         losses = self.image_losses(real, fake)
+        if hp.warp_weight:
+            losses["warp"] = hp.warp_weight * (out["warped_source"] - driving).abs().mean()
         if self.discriminator is not None and hp.gan_weight:
             maps_fake = self.discriminator(self._disc_input(fake))
             with torch.no_grad():
@@ -500,6 +511,8 @@ class FaceRenderer(LightningModule):
         # Mean softmax weight of the dense motion's identity ("no motion") candidate: near 1, the
         # warp has collapsed and the keypoints no longer move anything.
         self.log(f"{stage}/background_weight", out["mask"][:, 0].mean(), batch_size=b, sync_dist=True)
+        if "blend" in out:  # a generator with image_skip: how much of each frame is the warped source
+            self.log(f"{stage}/blend_weight", out["blend"].mean(), batch_size=b, sync_dist=True)
         if stage == "val" and len(self._grid_rows) < self.hparams.image_log_count:
             middle = t // 2  # one driving frame of the window per row
             for k in range(min(b, self.hparams.image_log_count - len(self._grid_rows))):
@@ -552,7 +565,9 @@ class FaceRenderer(LightningModule):
     def export(self, path: str | os.PathLike) -> None:
         """Write the three networks in the public checkpoint layout (``generator``, ``kp_detector``,
         ``he_estimator``, plus ``discriminator`` when there is one), loadable by
-        :func:`load_face_vid2vid_state` and by the public face-vid2vid / SadTalker code."""
+        :func:`load_face_vid2vid_state` and by the public face-vid2vid / SadTalker code (a generator
+        with ``image_skip`` is not a public network: its file loads here with
+        ``generator_params={"image_skip": True}``)."""
         state = {
             "generator": self.generator.state_dict(),
             "kp_detector": self.kp_detector.state_dict(),

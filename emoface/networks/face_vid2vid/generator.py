@@ -29,6 +29,7 @@ from emoface.networks.face_vid2vid.blocks import (
     SameBlock2d,
     SPADEResnetBlock,
     UpBlock2d,
+    make_coordinate_grid_2d,
 )
 from emoface.networks.face_vid2vid.dense_motion import DenseMotionNetwork, KeypointDict
 
@@ -219,6 +220,14 @@ class OcclusionAwareGenerator(_OcclusionAwareBase):
         dense_motion_params: the dense motion network's ``block_expansion``, ``max_features``,
             ``num_blocks``, ``reshape_depth``, ``compress`` (``None``: vox-256's, :data:`VOX256_DENSE_MOTION`).
         estimate_jacobian: unused (public signature).
+        image_skip: not in the public networks (off by default; the public checkpoints load only
+            without it). The source image itself is warped at full resolution by the dense motion's
+            field (its x, y averaged over depth) and the decoder, with one more output channel,
+            blends it with what it draws: ``prediction = a * warped_source + (1 - a) * drawn``.
+            A decoder that upsamples a 16x16 volume redraws even its own source blurred (at 64 px,
+            a narrow one scores below the source frame repeated), so no warp can beat the still
+            source through it; the skip hands the decoder the source's detail, moved where the
+            keypoints say, and gives the warp field a direct image-space gradient.
     """
 
     def __init__(
@@ -235,12 +244,16 @@ class OcclusionAwareGenerator(_OcclusionAwareBase):
         estimate_occlusion_map: bool = True,
         dense_motion_params: Mapping[str, Any] | None = None,
         estimate_jacobian: bool = False,
+        image_skip: bool = False,
     ) -> None:
         super().__init__(
             image_channel, feature_channel, num_kp, block_expansion, max_features, num_down_blocks,
             reshape_channel, reshape_depth, num_resblocks, estimate_occlusion_map, dense_motion_params,
             estimate_jacobian, first_kernel=7,
         )  # fmt: skip
+        self.image_skip = image_skip
+        if image_skip:
+            self.config["image_skip"] = True
         self.resblocks_2d = nn.Sequential()
         for i in range(num_resblocks):
             self.resblocks_2d.add_module(f"2dr{i}", ResBlock2d(self.decoder_features, kernel_size=3, padding=1))
@@ -250,13 +263,75 @@ class OcclusionAwareGenerator(_OcclusionAwareBase):
             out_features = max(block_expansion, block_expansion * (2 ** (num_down_blocks - i - 1)))
             up_blocks.append(UpBlock2d(in_features, out_features, kernel_size=(3, 3), padding=(1, 1)))
         self.up_blocks = nn.ModuleList(up_blocks)
-        self.final = nn.Conv2d(block_expansion, image_channel, kernel_size=(7, 7), padding=(3, 3))
+        # With the image skip, one more channel: the logit of the warped source's blending weight.
+        self.final = nn.Conv2d(block_expansion, image_channel + int(image_skip), kernel_size=(7, 7), padding=(3, 3))
 
-    def decode(self, features: Tensor) -> Tensor:
+    def encode_source(self, source_image: Tensor) -> SourceEncoding:
+        """As the base class; with ``image_skip`` also ``"image"``: the source image itself."""
+        encoding = super().encode_source(source_image)
+        if self.image_skip:
+            encoding["image"] = source_image
+        return encoding
+
+    def _decode_logits(self, features: Tensor) -> Tensor:
         out = self.resblocks_2d(features)
         for block in self.up_blocks:
             out = block(out)
-        return torch.sigmoid(self.final(out))
+        return self.final(out)
+
+    def decode(self, features: Tensor) -> Tensor:
+        if self.image_skip:
+            raise RuntimeError("with image_skip the decoder needs the warped source image: call animate")
+        return torch.sigmoid(self._decode_logits(features))
+
+    def animate(
+        self, source: Mapping[str, Tensor], kp_source: KeypointDict, kp_driving: KeypointDict
+    ) -> dict[str, Tensor]:
+        """As the base class; with ``image_skip`` the drawn image is blended with the warped source
+        image, and the outputs gain ``"blend"``: ``(N, 1, H, W)`` the warped source's weight, and
+        ``"warped_source"``: ``(N, C, H, W)`` the source image warped."""
+        if not self.image_skip:
+            return super().animate(source, kp_source, kp_driving)
+        if "image" not in source:
+            raise ValueError("this generator has image_skip: encode the source with its own encode_source")
+        warped = self.warp(source, kp_source, kp_driving)
+        out = {key: warped[key] for key in ("mask", "occlusion_map") if key in warped}
+        logits = self._decode_logits(warped["features"])
+        drawn = torch.sigmoid(logits[:, : self.image_channel])
+        blend = torch.sigmoid(logits[:, self.image_channel :])
+        warped_source = warp_image(source["image"], warped["deformation"])
+        out["prediction"] = blend * warped_source + (1 - blend) * drawn
+        out["blend"] = blend
+        out["warped_source"] = warped_source
+        return out
+
+
+def warp_image(image: Tensor, deformation: Tensor) -> Tensor:
+    """Warp images by the 2D part of a 3D dense-motion field, resized to the images.
+
+    The field's x and y are averaged over depth (a head's depth slices move nearly alike). Its
+    identity is :func:`~emoface.networks.face_vid2vid.blocks.make_coordinate_grid` (the pixel centres from -1 to 1), so the images are
+    sampled with ``align_corners=True`` and the identity field returns them unchanged; borders
+    repeat the edge pixels.
+
+    Args:
+        image: ``(B, C, H, W)`` with B 1 (broadcast) or N.
+        deformation: ``(N, D, h, w, 3)`` sampling coordinates (x, y, z) in [-1, 1].
+
+    Returns:
+        ``(N, C, H, W)``.
+    """
+    n = deformation.shape[0]
+    _, c, h, w = image.shape
+    grid = deformation[..., :2].mean(dim=1)  # (N, h', w', 2)
+    if grid.shape[1:3] != (h, w):
+        # Resize the displacement, not the coordinates: bilinear resizing clamps at the borders,
+        # which would bend the identity field there.
+        identity = make_coordinate_grid_2d(grid.shape[1:3], grid.dtype, grid.device)
+        displacement = (grid - identity).permute(0, 3, 1, 2)
+        displacement = F.interpolate(displacement, size=(h, w), mode="bilinear", align_corners=False)
+        grid = make_coordinate_grid_2d((h, w), grid.dtype, grid.device) + displacement.permute(0, 2, 3, 1)
+    return F.grid_sample(image.expand(n, c, h, w), grid, padding_mode="border", align_corners=True)
 
 
 class SPADEDecoder(nn.Module):
