@@ -24,7 +24,10 @@ Criteria (issue 25; exit status 1 when one fails): PSNR >= source repeated + 3 d
 PSNR driven by each frame's keypoints >= held still + 2 dB (the keypoints matter); LPIPS below
 source repeated (when it can be computed); yaw and pitch correlation >= 0.9.
 
-Status (2026-12-03, 2-core Intel Xeon CPU): the warp no longer collapses, the criteria are not met.
+Status (2026-12-03, 2-core Intel Xeon CPU): the warp no longer collapses; with the generator's
+image skip and the warp loss (below, "The image skip") the default run passes the SSIM, keypoint
+margin and yaw criteria and fails two: PSNR 2.62 dB above the still source (3 asked) and pitch
+correlation 0.86 (0.9 asked).
 
 Why it collapsed. With the public recipe trained from scratch, the dense motion collapses onto its
 "no motion" candidate within the first 100 steps, on the default and on the free-motion data
@@ -109,6 +112,46 @@ asks 0.35 s). With one thread beside another job: 1.52 s against 0.95 s. What is
 over the generator's and the estimators' convolutions (``--profile``: convolution backward 37 %,
 forward 24 % of the CPU time); no single operator dominates any more.
 
+The image skip (``OcclusionAwareGenerator(image_skip=True)``) and the warp loss
+(``FaceRenderer(warp_weight=10)``), both in ``configs/renderer_small.yaml``: the source image itself,
+warped at full resolution by the dense motion's field, is blended with what the decoder draws (one
+more decoder channel: the blending weight), so the decoder's blur no longer caps the renderer; and
+an L1 of that warped source alone against the driving frame asks the warp itself to explain the
+motion. How much a 2D warp can gain here (``--warp-headroom``: the held-out clips' first frame
+warped onto every third frame by the transform fitted to preprocessing's landmarks): similarity
+24.47 dB, affine 24.81, piecewise affine 26.88, against 21.38 for the still source; so the 3 dB
+criterion is within reach of a warp that follows the face as well as an affine fit. Validation
+(same actor and windows as above; "*": warm-up, generator untrained):
+
+    step                           999*    1499    1999    2499    2999    3999
+    image skip alone:   driven     19.58   23.62   23.49
+                        held still 19.58   23.19   22.92
+    skip + warp loss:   driven     19.58   23.67   24.19   24.44   24.55   23.54
+                        held still 19.58   23.19   23.28   22.85   23.10   22.51
+                        pitch error (deg)  10.8    15.1    11.8    2.6     3.5
+    source repeated 22.42 throughout
+
+Held-out actors (44 clips):
+
+    | method (PSNR / SSIM)          | skip alone, 2000 | skip + warp, 2500 | skip + warp, 4000 |
+    | source frame repeated         | 21.13 / 0.641    | 21.13 / 0.641     | 21.13 / 0.641     |
+    | held still                    | 21.96 / 0.655    | 21.57 / 0.648     | 21.22 / 0.643      |
+    | driven by each frame's kp     | 22.81 / 0.687    | 23.13 / 0.689     | 23.75 / 0.720      |
+    | yaw / pitch / roll r          | 0.96 / 0.59 / 0.92 | 0.96 / 0.54 / 0.78 | 0.98 / 0.86 / 0.93 |
+
+The last column is this script's default run (``python benchmarks/renderer_learning.py --out OUT
+--cache-dir CACHE --threads 2``, 4000 steps, 54 min on 2 cores with other work beside it).
+Criteria of that run: PSNR 23.75 against 21.13 + 3 (FAIL, margin -0.38 dB); SSIM 0.720 above
+0.641 (pass); driven 2.53 dB above held still (pass); yaw r 0.981 (pass); pitch r 0.860 (FAIL).
+Validation is noisy at this learning rate (step 3999 scored 1 dB below step 2999 on the validation
+actor while the held-out actors scored their best). The warp loss pulls the estimator's pitch off
+while the translation head is still learning (the pitch error rose to 15 deg at step 1999, then
+fell to 2.6 deg at 2999). What is left: the learned warp is still about 1 dB below an affine fit to
+the true landmarks, and the estimator's pitch correlation is below 0.9. The step time is unchanged
+by the skip and the warp loss (the same 1.3 steps/s after the warm-up in both runs here); training
+took 54 min rather than the issue's 30 because this machine ran at about half its fastest speed
+during the run (see "Step time" below) and other work shared it.
+
 The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
 through the keypoint maths reproduces the tracked 2D landmarks to 3 % of the face size, against
 12-21 % with yaw, pitch or roll flipped.
@@ -141,6 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's training length")
     parser.add_argument("--lpips-weights", default=None, help="torchvision AlexNet weights for LPIPS")
+    parser.add_argument("--warp-headroom", action="store_true",
+                        help="only print what 2D warps fitted to the true landmarks score (no training)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -275,6 +320,46 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
     return result
 
 
+def warp_headroom(cache: Path, every: int = 3) -> dict[str, float]:
+    """Mean PSNR (dB) on the held-out clips of each clip's first frame warped onto every ``every``-th
+    frame by a 2D transform fitted to preprocessing's landmarks of the two frames (scikit-image's
+    similarity, affine, and piecewise-affine transforms; the crop's corners follow the similarity
+    for the piecewise one), and of the first frame unwarped: how much a warp that follows the face
+    can gain over the still source, without training anything."""
+    import numpy as np
+    from skimage import transform
+
+    from emoface.datamodules import MEADDataModule
+
+    fields = ["frames", "landmarks", "source_frame"]
+    split = MEADDataModule(cache_dir=str(cache), fields=fields).split_entries()
+    held_out = sorted({e.actor for e in split["val"] + split["test"]})
+    dm = MEADDataModule(cache_dir=str(cache), fields=fields, test_actors=held_out)
+    dm.setup("predict")
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+    scores: dict[str, list[float]] = {"source repeated": [], "similarity": [], "affine": [], "piecewise affine": []}
+    for batch in dm.predict_dataloader():
+        frames = batch["frames"][0].permute(0, 2, 3, 1).float().div(255).numpy()  # (T, H, W, 3)
+        points = batch["landmarks"][0, :, :, :2].numpy()  # (T, 68, 2) crop pixels
+        h, w = frames.shape[1:3]
+        corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
+        for t in range(1, len(frames), every):
+            source, target = frames[0], frames[t]
+            scores["source repeated"].append(psnr(source, target))
+            # Each transform maps the target frame's points to the source's (warp's inverse map).
+            similarity = transform.SimilarityTransform.from_estimate(points[t], points[0])
+            affine = transform.AffineTransform.from_estimate(points[t], points[0])
+            piecewise = transform.PiecewiseAffineTransform.from_estimate(
+                np.vstack([points[t], corners]), np.vstack([points[0], similarity(corners)])
+            )
+            for name, fitted in (("similarity", similarity), ("affine", affine), ("piecewise affine", piecewise)):
+                scores[name].append(psnr(transform.warp(source, fitted, mode="edge"), target))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
 def table(result: dict[str, Any]) -> str:
     def fmt(value: float | None, digits: int) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
@@ -327,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     start = time.time()
     cache = Path(args.cache_dir) if args.cache_dir else build_cache(out / ("data" if args.default_data else "data-free-motion"), free_motion=not args.default_data)
+    if args.warp_headroom:
+        print("held-out clips' first frame warped onto every third frame by 2D transforms fitted to the true landmarks:")
+        for name, value in warp_headroom(cache).items():
+            print(f"  {name}: {value:.2f} dB")
+        return 0
     built = time.time()
     checkpoint = train(cache, out / "run", args.seed, args.max_steps)
     trained = time.time()

@@ -310,9 +310,9 @@ def warp_image(image: Tensor, deformation: Tensor) -> Tensor:
     """Warp images by the 2D part of a 3D dense-motion field, resized to the images.
 
     The field's x and y are averaged over depth (a head's depth slices move nearly alike). Its
-    identity is :func:`~emoface.networks.face_vid2vid.blocks.make_coordinate_grid` (the pixel centres from -1 to 1), so the images are
-    sampled with ``align_corners=True`` and the identity field returns them unchanged; borders
-    repeat the edge pixels.
+    identity is :func:`~emoface.networks.face_vid2vid.blocks.make_coordinate_grid` (the pixel
+    centres from -1 to 1), so the images are sampled with ``align_corners=True`` and the identity
+    field returns them unchanged; borders repeat the edge pixels.
 
     Args:
         image: ``(B, C, H, W)`` with B 1 (broadcast) or N.
