@@ -149,7 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--l2k-steps", type=int, default=3000, help="stage-2 training steps (config: 3000)")
     parser.add_argument("--s2l-epochs", type=int, default=12, help="stage-1 epochs (benchmarks/s2l_learning.py: 12)")
     parser.add_argument("--sync-epochs", type=int, default=3, help="SyncNet epochs (evaluators recipe: 3)")
-    parser.add_argument("--emotion-epochs", type=int, default=4, help="Emotion-FAN epochs (evaluators recipe: 4)")
+    parser.add_argument("--emotion-epochs", type=int, default=5, help="Emotion-FAN epochs (evaluators recipe: 5)")
     parser.add_argument("--max-clips", type=int, default=None, help="score only the first N held-out clips")
     parser.add_argument("--lpips-weights", default=None, help="torchvision AlexNet weights for LPIPS")
     parser.add_argument(

@@ -66,7 +66,7 @@ def evaluators_mead_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_evaluators(evaluators_mead_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """SyncNet and Emotion-FAN trained once per session by benchmarks/evaluators_learning.py (its
-    defaults, on ``evaluators_mead_cache``) and scored on held-out actors (about 8 minutes on 2 CPU
+    defaults, on ``evaluators_mead_cache``) and scored on held-out actors (about 10 minutes on 2 CPU
     cores). Shared by the evaluators' learning checks and the benchmark's trained-evaluator check.
 
     Returns:
