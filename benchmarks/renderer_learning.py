@@ -149,9 +149,11 @@ job). Criteria of that run: PSNR 23.95 against 21.13 + 3 (FAIL, margin -0.18 dB)
 The run before it, without the lr decay (54 min with other work beside it): PSNR 23.75 (margin
 -0.38), driven 2.53 dB above held still, pitch r 0.860. The decay settles the late swings of
 validation and adds 0.2 dB; it does not help the pitch. Without it validation is noisy (step 3999
-scored 1 dB below step 2999 on the validation actor while the held-out actors scored their best). The warp loss pulls the estimator's pitch off
-while the translation head is still learning (the pitch error rose to 15 deg at step 1999, then
-fell to 2.6 deg at 2999). What is left: the learned warp is still about 1 dB below an affine fit to
+scored 1 dB below step 2999 on the validation actor while the held-out actors scored their best),
+and it comes after the slow test's 2200 steps: one CI run of that test fell from driven 24.75 /
+held still 22.97 at step 1999 to 22.43 / 22.62 at 2200 on the validation actor. The warp loss
+pulls the estimator's pitch off while the translation head is still learning (the pitch error rose
+to 15 deg at step 1999, then fell to 2.6 deg at 2999). What is left: the learned warp is still about 1 dB below an affine fit to
 the true landmarks, and the estimator's pitch correlation is below 0.9. The step time is unchanged
 by the skip and the warp loss (the same 1.3 steps/s after the warm-up in both runs here); training
 took 45-54 min rather than the issue's 30 because this machine ran at about half its fastest speed
