@@ -169,6 +169,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lpips-weights", default=None, help="torchvision AlexNet weights for LPIPS")
     parser.add_argument("--warp-headroom", action="store_true",
                         help="only print what 2D warps fitted to the true landmarks score (no training)")  # fmt: skip
+    parser.add_argument("fit_args", nargs="*",
+                        help="more `emoface fit` arguments for an ablation, after --: -- --model.init_args.warp_weight=0")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -220,8 +223,9 @@ def build_cache(root: Path, free_motion: bool = True, speakers: int = 24, size: 
     return cache
 
 
-def train(cache: Path, root: Path, seed: int, max_steps: int | None = None) -> Path:
-    """``emoface fit --config configs/renderer_small.yaml`` on ``cache``; returns the last checkpoint."""
+def train(cache: Path, root: Path, seed: int, max_steps: int | None = None, fit_args: Sequence[str] = ()) -> Path:
+    """``emoface fit --config configs/renderer_small.yaml`` on ``cache`` (``fit_args``: more of its
+    arguments); returns the last checkpoint."""
     from emoface.cli import main as emoface_main
 
     args = [
@@ -235,7 +239,7 @@ def train(cache: Path, root: Path, seed: int, max_steps: int | None = None) -> P
     ]  # fmt: skip
     if max_steps is not None:
         args += ["--trainer.max_steps", str(max_steps)]
-    emoface_main(args)
+    emoface_main([*args, *fit_args])
     return root / "checkpoints" / "last.ckpt"
 
 
@@ -418,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: {value:.2f} dB")
         return 0
     built = time.time()
-    checkpoint = train(cache, out / "run", args.seed, args.max_steps)
+    checkpoint = train(cache, out / "run", args.seed, args.max_steps, args.fit_args)
     trained = time.time()
     result = evaluate(checkpoint, cache, args.lpips_weights)
     result["untrained"] = evaluate(untrained(checkpoint), cache, args.lpips_weights)["renderer"]

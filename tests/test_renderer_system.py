@@ -351,3 +351,47 @@ def test_warp_loss_scores_the_warped_source_and_needs_the_image_skip() -> None:
     assert system.generator.dense_motion_network.mask.weight.grad.abs().max() > 0
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in system.kp_detector.parameters())
     assert system.generator.final.weight.grad is None  # the decoder draws nothing of the warped source
+
+
+def test_lr_decay_at_divides_the_learning_rate_at_that_fraction_of_the_run() -> None:
+    """``lr_decay_at``: the learning rate / 10 from that fraction of ``max_steps`` on, whatever the
+    run's length (an epoch milestone falls at a step that depends on the data's size)."""
+    import lightning as L
+
+    class RecordLearningRate(L.Callback):
+        def __init__(self) -> None:
+            self.rates: list[float] = []
+
+        def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+            self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    for steps, expected in ((4, [1e-3] * 3 + [1e-4]), (8, [1e-3] * 6 + [1e-4] * 2)):
+        system, record = tiny_renderer(lr=1e-3, lr_decay_at=0.75), RecordLearningRate()
+        L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, limit_val_batches=0, callbacks=[record]).fit(system, _random_pairs_loader())  # fmt: skip
+        assert record.rates == pytest.approx(expected)
+        assert system.lr_decay_step() == steps * 3 // 4
+
+
+def test_lr_decay_at_needs_a_run_with_an_end_and_no_epoch_milestones() -> None:
+    with pytest.raises(ValueError, match="lr_decay_at"):
+        tiny_renderer(lr_decay_at=1.5)
+    with pytest.raises(ValueError, match="not both"):
+        tiny_renderer(lr_decay_at=0.75, lr_milestones=[1])
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_angles_from_pose_losses_keeps_the_other_losses_off_the_estimator_angles(detached: bool) -> None:
+    """``angles_from_pose_losses``: the image, warp and equivariance losses reach the estimator's
+    translation and expression heads but not its angle heads (the public recipe: all of them)."""
+    system = tiny_renderer(angles_from_pose_losses=detached, head_pose_weight=0, head_pose_bin_weight=0,
+                           l1_weight=10.0, perceptual_weights=[0.0] * 5)  # fmt: skip
+    torch.manual_seed(1)
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    losses, _ = system.generator_losses(source, driving, torch.zeros(2, 3))
+    sum(losses.values()).backward()
+    estimator = system.he_estimator
+    assert estimator.fc_t.weight.grad.abs().sum() > 0
+    for head in (estimator.fc_yaw, estimator.fc_pitch, estimator.fc_roll):
+        reached = head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+        assert reached is not detached
