@@ -378,6 +378,12 @@ def test_lr_decay_at_needs_a_run_with_an_end_and_no_epoch_milestones() -> None:
         tiny_renderer(lr_decay_at=1.5)
     with pytest.raises(ValueError, match="not both"):
         tiny_renderer(lr_decay_at=0.75, lr_milestones=[1])
+    import lightning as L
+
+    endless = L.Trainer(max_steps=-1, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    with pytest.raises(ValueError, match="set trainer.max_steps or trainer.max_epochs"):
+        endless.fit(tiny_renderer(lr_decay_at=0.75), _random_pairs_loader())
 
 
 @pytest.mark.parametrize("detached", [False, True])

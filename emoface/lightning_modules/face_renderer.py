@@ -206,7 +206,7 @@ class FaceRenderer(LightningModule):
             raise ValueError(f"lr_decay_at is a fraction of the run's steps (0 to 1), got {lr_decay_at}")
         if lr_decay_at is not None and lr_milestones:
             raise ValueError(f"set lr_milestones ({lr_milestones}) or lr_decay_at ({lr_decay_at}), not both")
-        self._lr_decay_step: int | None = None  # lr_decay_at in optimizer steps, known when training starts
+        self._lr_decay_step: int | None = None  # lr_decay_at in optimizer steps (set in on_train_start)
         if pose_warmup_steps < 0:
             raise ValueError(f"pose_warmup_steps must be >= 0, got {pose_warmup_steps}")
         if warmup_autoencode and not pose_warmup_steps:
@@ -501,13 +501,16 @@ class FaceRenderer(LightningModule):
         if value:
             self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm="norm")
 
+    def on_train_start(self) -> None:
+        # Known now that the trainer has its data; each fit counts its own run (an endless run
+        # stops here, before its first step).
+        self._lr_decay_step = None if self.hparams.lr_decay_at is None else self.lr_decay_step()
+
     def _decay_learning_rate(self, optimizers: list[Any]) -> None:
         """``lr_decay_at``: the learning rate / 10 from that step on. A function of the global step
         alone, so a resumed run continues the same schedule without scheduler state."""
-        if self.hparams.lr_decay_at is None:
-            return
         if self._lr_decay_step is None:
-            self._lr_decay_step = self.lr_decay_step()
+            return
         lr = self.hparams.lr * (0.1 if self.global_step >= self._lr_decay_step else 1.0)
         for optimizer in optimizers:
             for group in optimizer.param_groups:
