@@ -268,11 +268,12 @@ def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
     return any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def _fit_steps(system: FaceRenderer, steps: int) -> None:
+def _fit_steps(system: FaceRenderer, steps: int, callbacks: list | None = None, max_epochs: int | None = None) -> None:
     import lightning as L
 
-    L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, limit_val_batches=0).fit(system, _random_pairs_loader())  # fmt: skip
+    L.Trainer(max_steps=steps, max_epochs=max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+              callbacks=callbacks).fit(system, _random_pairs_loader())  # fmt: skip
 
 
 def test_pose_warmup_trains_the_estimator_alone_and_zero_motion_heads_start_at_zero() -> None:
@@ -367,8 +368,7 @@ def test_lr_decay_at_divides_the_learning_rate_at_that_fraction_of_the_run() -> 
 
     for steps, expected in ((4, [1e-3] * 3 + [1e-4]), (8, [1e-3] * 6 + [1e-4] * 2)):
         system, record = tiny_renderer(lr=1e-3, lr_decay_at=0.75), RecordLearningRate()
-        L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, limit_val_batches=0, callbacks=[record]).fit(system, _random_pairs_loader())  # fmt: skip
+        _fit_steps(system, steps, callbacks=[record])
         assert record.rates == pytest.approx(expected)
         assert system.lr_decay_step() == steps * 3 // 4
 
@@ -378,12 +378,8 @@ def test_lr_decay_at_needs_a_run_with_an_end_and_no_epoch_milestones() -> None:
         tiny_renderer(lr_decay_at=1.5)
     with pytest.raises(ValueError, match="not both"):
         tiny_renderer(lr_decay_at=0.75, lr_milestones=[1])
-    import lightning as L
-
-    endless = L.Trainer(max_steps=-1, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
     with pytest.raises(ValueError, match="set trainer.max_steps or trainer.max_epochs"):
-        endless.fit(tiny_renderer(lr_decay_at=0.75), _random_pairs_loader())
+        _fit_steps(tiny_renderer(lr_decay_at=0.75), steps=-1, max_epochs=-1)
 
 
 @pytest.mark.parametrize("detached", [False, True])
