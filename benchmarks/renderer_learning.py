@@ -152,7 +152,10 @@ default run (``python benchmarks/renderer_learning.py --out OUT --cache-dir CACH
 in the run's steps (``lr_decay_at: 0.75``, step 3000). Its criteria: PSNR 23.82 against 21.13 + 3
 (FAIL, margin -0.31 dB); SSIM 0.726 above 0.641 (pass); driven 2.36 dB above held still (pass);
 yaw r 0.982 (pass); pitch r 0.882 (FAIL). Keeping the image losses off the angles raised the pitch
-correlation from 0.83 to 0.88 and cost 0.13 dB, about the spread between runs.
+correlation from 0.83 to 0.88 and cost 0.13 dB, about the spread between runs. A longer pose
+warm-up did not help the pitch (``-- --model.init_args.pose_warmup_steps=1800``: driven 23.80, held
+still 21.76, yaw / pitch / roll r 0.982 / 0.871 / 0.905; the validation pitch error was 11.8 deg at
+step 1499, inside the warm-up, where only the pose losses train).
 
 The "+ lr decay" run (45 min on 2 cores, 7 of them shared with another job) scored PSNR 23.95
 against 21.13 + 3 (margin -0.18 dB), SSIM 0.730, driven 2.46 dB above held still, yaw r 0.982,
