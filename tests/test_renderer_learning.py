@@ -20,7 +20,7 @@ and a run stopped at 2500 steps: driven 23.13, held still 21.57, yaw 0.957, pitc
 test trains 2200 steps (1000 full ones) to leave CI time for the generate check below; in
 `.ci/run` (2026-12-03, lane 2013 s in all): driven 23.41 dB, held still 22.00, source repeated
 21.13, pitch correlation 0.624. Before the image skip (same length): driven 20.41, held still 20.18.
-The run is unstable at this length: a second `.ci/run` of the same training (lane 1884 s) reached
+The run was unstable at this length at the constant lr: a second `.ci/run` of the same training (lane 1884 s) reached
 driven 24.75 / held still 22.97 on the validation actor at step 1999 and fell to 22.43 / 22.62 by
 2200; held out, driven 21.05 against held still 21.30, and two tests below failed. The lr decay then
 counted epochs and came at step 3025, after this run ended; it now counts the run's steps, so it

@@ -524,6 +524,8 @@ class FaceRenderer(LightningModule):
         Raises:
             ValueError: the run has no end (``max_steps`` and ``max_epochs`` both -1).
         """
+        # Not trainer.estimated_stepping_batches: it counts batches, while the global step (and so
+        # max_steps and pose_warmup_steps) counts each optimizer's step under manual optimization.
         trainer = self.trainer
         bounds = [] if trainer.max_steps in (None, -1) else [trainer.max_steps]
         if trainer.max_epochs not in (None, -1):
