@@ -397,3 +397,46 @@ def test_angles_from_pose_losses_keeps_the_other_losses_off_the_estimator_angles
     for head in (estimator.fc_yaw, estimator.fc_pitch, estimator.fc_roll):
         reached = head.weight.grad is not None and head.weight.grad.abs().sum() > 0
         assert reached is not detached
+
+
+def test_mirror_pairs_mirrors_the_frames_and_the_head_pose() -> None:
+    """``horizontal_flip``: a mirrored pair shows the head rotation ``F R F`` (``F`` mirrors x), which
+    is the rotation of the pose with yaw and roll negated; unmirrored pairs are left as they are."""
+    from emoface.geometry.rotations import euler_to_matrix
+
+    torch.manual_seed(0)
+    source, driving = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
+    euler = torch.tensor([[20.0, -12.0, 7.0], [-25.0, 15.0, -9.0], [5.0, 3.0, 1.0]])
+    mirrored = torch.tensor([True, True, False])
+    new_source, new_driving, new_euler = FaceRenderer.mirror_pairs(source, driving, euler, mirrored)
+    flip_x = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
+    torch.testing.assert_close(euler_to_matrix(new_euler[:2]), flip_x @ euler_to_matrix(euler[:2]) @ flip_x)
+    torch.testing.assert_close(new_source[:2], source[:2].flip(-1))
+    torch.testing.assert_close(new_driving[:2], driving[:2].flip(-1))
+    assert torch.equal(new_source[2], source[2]) and torch.equal(new_driving[2], driving[2])
+    assert torch.equal(new_euler[2], euler[2])
+
+
+def test_horizontal_flip_trains_on_mirrored_pairs_with_their_mirrored_pose() -> None:
+    """The estimator sees each training frame as it is or mirrored (about half of them), and the
+    pose loss's target is mirrored with it."""
+    system = tiny_renderer(horizontal_flip=True, pose_warmup_steps=4)
+    images_seen, targets_seen = [], []
+    estimate, pose_losses = system.estimate, system.pose_losses
+    # During the warm-up each step estimates the driving frames once and scores them once.
+    system.estimate = lambda images: images_seen.append(images.detach().clone()) or estimate(images)
+    system.pose_losses = lambda he, euler: targets_seen.append(euler.detach().clone()) or pose_losses(he, euler)
+    torch.manual_seed(3)
+    _fit_steps(system, 4)
+    batches = list(_random_pairs_loader())
+    mirrored_count = 0
+    for images, euler, batch in zip(images_seen, targets_seen, batches, strict=True):
+        frames = batch["frames"].flatten(0, 1).float() / 255
+        for image, target, frame, pose in zip(images, euler, frames, batch["euler"].flatten(0, 1)):
+            if torch.allclose(image, frame.flip(-1)) and not torch.allclose(image, frame):
+                mirrored_count += 1
+                torch.testing.assert_close(target, pose * torch.tensor([-1.0, 1.0, -1.0]))
+            else:
+                torch.testing.assert_close(image, frame)
+                torch.testing.assert_close(target, pose)
+    assert 0 < mirrored_count < 8

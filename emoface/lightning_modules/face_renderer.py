@@ -158,6 +158,11 @@ class FaceRenderer(LightningModule):
             driven minus held still 1.56 dB with it at 2500 steps against 0.85 without it at 2000,
             2.53 dB at 4000; it pulls the estimator's pitch off for a while (error 15 deg at step
             2000, 2.6 at 3000); see benchmarks/renderer_learning.py.
+        horizontal_flip: mirror each training pair (source and driving frame alike) with probability
+            1/2, and its head pose with it (yaw and roll change sign, pitch stays), as the public
+            recipe's ``augmentation_params.flip_param.horizontal_flip`` does; its pose teacher
+            (Hopenet) looks at the mirrored frames, here the known pose is mirrored. Mirror images
+            add identities and poses the estimator has not seen.
     """
 
     def __init__(
@@ -196,6 +201,7 @@ class FaceRenderer(LightningModule):
         warmup_autoencode: bool = False,
         warp_weight: float = 0.0,
         angles_from_pose_losses: bool = False,
+        horizontal_flip: bool = False,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -342,6 +348,21 @@ class FaceRenderer(LightningModule):
         source = to_unit(batch["source_frame"]).repeat_interleave(t, dim=0)
         return source, driving, batch["euler"].reshape(b * t, 3)
 
+    @staticmethod
+    def mirror_pairs(source: Tensor, driving: Tensor, euler: Tensor, mirrored: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The pairs of :meth:`pairs` mirrored left-right where ``mirrored (N,)`` bool is set.
+
+        Mirroring the camera frame's x axis (``F = diag(-1, 1, 1)``) turns the head rotation
+        ``Rx(pitch) Ry(yaw) Rz(roll)`` into ``F R F = Rx(pitch) Ry(-yaw) Rz(-roll)``.
+        """
+        flip = mirrored.view(-1, 1, 1, 1)
+        sign = torch.tensor([-1.0, 1.0, -1.0], dtype=euler.dtype, device=euler.device)  # yaw, pitch, roll
+        return (
+            torch.where(flip, source.flip(-1), source),
+            torch.where(flip, driving.flip(-1), driving),
+            torch.where(mirrored.view(-1, 1), euler * sign, euler),
+        )
+
     # ------------------------------------------------------------------------------------------
     # Losses
     def generator_losses(self, source: Tensor, driving: Tensor, euler: Tensor) -> tuple[dict[str, Tensor], dict]:
@@ -453,6 +474,9 @@ class FaceRenderer(LightningModule):
         opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
         self._decay_learning_rate([opt for opt in (opt_g, opt_d) if opt is not None])
         source, driving, euler = self.pairs(batch)
+        if self.hparams.horizontal_flip:
+            mirrored = torch.rand(driving.shape[0], device=driving.device) < 0.5
+            source, driving, euler = self.mirror_pairs(source, driving, euler, mirrored)
         if self.global_step < self.hparams.pose_warmup_steps:
             # The estimator alone learns the head pose first (see ``pose_warmup_steps``): only its
             # parameters get gradients, so the optimizer leaves every other network as it is;
