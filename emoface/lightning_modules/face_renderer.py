@@ -159,10 +159,11 @@ class FaceRenderer(LightningModule):
             2.53 dB at 4000; it pulls the estimator's pitch off for a while (error 15 deg at step
             2000, 2.6 at 3000); see benchmarks/renderer_learning.py.
         horizontal_flip: mirror each training pair (source and driving frame alike) with probability
-            1/2, and its head pose with it (yaw and roll change sign, pitch stays), as the public
-            recipe's ``augmentation_params.flip_param.horizontal_flip`` does; its pose teacher
-            (Hopenet) looks at the mirrored frames, here the known pose is mirrored. Mirror images
-            add identities and poses the estimator has not seen.
+            1/2, and its head pose with it (yaw and roll change sign, pitch stays). The public
+            recipe's ``augmentation_params.flip_param.horizontal_flip`` mirrors whole clips (with
+            probability 1/4 there, as its time flip, on too, takes the other half first); its pose
+            teacher (Hopenet) looks at the mirrored frames, here the known pose is mirrored. Mirror
+            images add identities and poses the estimator has not seen.
     """
 
     def __init__(
