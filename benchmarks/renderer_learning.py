@@ -30,7 +30,9 @@ by the head-pose losses alone, the learning rate / 10 for the last quarter of th
 pairs mirrored at random (the public recipe's flip), the default run (``python
 benchmarks/renderer_learning.py --threads 2``, 4000 steps, training 19 min) scores PSNR 24.24 dB
 against 21.13 for the still source (+3.11 dB, 3 asked), SSIM 0.746 / 0.641, 2.84 dB above itself
-driven by the source's keypoints held still, yaw / pitch r 0.985 / 0.919 ("+ flip" below).
+driven by the source's keypoints held still, yaw / pitch r 0.985 / 0.919 ("+ flip" below). It is
+at the edge: with ``--seed 1`` (same cache, training 1125 s) driven 24.03 / 0.738, held still
+21.65, yaw / pitch / roll r 0.983 / 0.858 / 0.942, so PSNR (margin -0.10 dB) and pitch fail there.
 
 Why it collapsed. With the public recipe trained from scratch, the dense motion collapses onto its
 "no motion" candidate within the first 100 steps, on the default and on the free-motion data

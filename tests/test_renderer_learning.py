@@ -67,7 +67,7 @@ from conftest import SLOW_SEED
 RUN_STEPS = 2200
 # The config's horizontal flip needs its full length (see the module docstring): at this length,
 # on one thread, the estimator's pitch was lost with it (held-out r 0.105) and the generate check
-# below failed (0.68); without it, this run passed every assertion twice.
+# below failed (0.68); without it, this run passed every assertion in three CI runs.
 FIT_ARGS = ["--model.init_args.horizontal_flip=false"]
 # The untrained renderer with the image skip already passes half of the source through (19.25 dB).
 MIN_GAIN_OVER_UNTRAINED_DB = 2.5  # measured 3.88 (2500 steps), 4.50 (4000)
