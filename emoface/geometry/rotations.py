@@ -45,6 +45,21 @@ def euler_to_matrix(euler_deg: Tensor) -> Tensor:
     return rx @ ry @ rz
 
 
+def mirror_euler(euler_deg: Tensor) -> Tensor:
+    """Euler angles of the head seen in a left-right mirror image.
+
+    Mirroring the camera frame's x axis (``F = diag(-1, 1, 1)``) turns ``Rx(pitch) Ry(yaw) Rz(roll)``
+    into ``F R F = Rx(pitch) Ry(-yaw) Rz(-roll)``.
+
+    Args:
+        euler_deg: ``(..., 3)`` (yaw, pitch, roll) in degrees.
+
+    Returns:
+        ``(..., 3)`` (-yaw, pitch, -roll).
+    """
+    return euler_deg * euler_deg.new_tensor([-1.0, 1.0, -1.0])
+
+
 def matrix_to_euler(rotation: Tensor) -> Tensor:
     """Inverse of :func:`euler_to_matrix` (yaw in [-90, 90] degrees).
 

@@ -52,6 +52,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from emoface.geometry.keypoints import FACE_VID2VID_PI, bins_to_degrees, degrees_to_bins, keypoints_from_estimate
+from emoface.geometry.rotations import mirror_euler
 from emoface.geometry.warps import RandomTPS
 from emoface.lightning_modules._figures import log_image_grid
 from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
@@ -351,17 +352,13 @@ class FaceRenderer(LightningModule):
 
     @staticmethod
     def mirror_pairs(source: Tensor, driving: Tensor, euler: Tensor, mirrored: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The pairs of :meth:`pairs` mirrored left-right where ``mirrored (N,)`` bool is set.
-
-        Mirroring the camera frame's x axis (``F = diag(-1, 1, 1)``) turns the head rotation
-        ``Rx(pitch) Ry(yaw) Rz(roll)`` into ``F R F = Rx(pitch) Ry(-yaw) Rz(-roll)``.
-        """
+        """The pairs of :meth:`pairs` mirrored left-right where ``mirrored (N,)`` bool is set, their
+        head pose with them (:func:`~emoface.geometry.rotations.mirror_euler`)."""
         flip = mirrored.view(-1, 1, 1, 1)
-        sign = torch.tensor([-1.0, 1.0, -1.0], dtype=euler.dtype, device=euler.device)  # yaw, pitch, roll
         return (
             torch.where(flip, source.flip(-1), source),
             torch.where(flip, driving.flip(-1), driving),
-            torch.where(mirrored.view(-1, 1), euler * sign, euler),
+            torch.where(mirrored.view(-1, 1), mirror_euler(euler), euler),
         )
 
     # ------------------------------------------------------------------------------------------
