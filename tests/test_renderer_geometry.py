@@ -121,3 +121,17 @@ def test_random_tps_identity_and_consistency() -> None:
     assert torch.allclose(warped[..., :-1], images[:1, ..., 1:], atol=1e-5)
     grid = coordinate_grid_2d(3, 4)
     assert grid.shape == (3, 4, 2) and grid[0, 0].tolist() == [-1.0, -1.0] and grid[-1, -1].tolist() == [1.0, 1.0]
+
+
+def test_region_box_masks_cover_the_points_box_grown_by_the_margin_and_clipped() -> None:
+    from emoface.geometry.landmarks import MOUTH, region_box_masks
+
+    landmarks = torch.zeros(2, 68, 3)
+    landmarks[0, list(MOUTH), :2] = torch.tensor([[10.0, 20.0], [18.0, 24.0]]).repeat(10, 1)  # box x 10-18, y 20-24
+    landmarks[1, list(MOUTH), :2] = torch.tensor([[-3.0, 28.0], [5.0, 40.0]]).repeat(10, 1)  # runs past the left edge
+    masks = region_box_masks(landmarks, MOUTH, 32, 30, margin=0.25)  # grown by 2 px / 3 px
+    assert masks.shape == (2, 1, 32, 30)
+    expected = torch.zeros(2, 1, 32, 30)
+    expected[0, 0, 18:27, 8:21] = 1
+    expected[1, 0, 25:32, 0:9] = 1
+    assert torch.equal(masks, expected)

@@ -440,3 +440,73 @@ def test_horizontal_flip_trains_on_mirrored_pairs_with_their_mirrored_pose() -> 
                 torch.testing.assert_close(image, frame)
                 torch.testing.assert_close(target, pose)
     assert 0 < mirrored_count < 8
+
+
+def test_mouth_loss_scores_the_driving_mouth_box_mirrored_with_its_pair() -> None:
+    """``mouth_weight``: an L1 of prediction against driving frame inside the driving frame's mouth
+    box (mean over the box), its box mirrored with a mirrored pair; without landmarks in the batch,
+    a clear error."""
+    from emoface.geometry.landmarks import MOUTH, region_box_masks
+
+    system = tiny_renderer(mouth_weight=3.0, horizontal_flip=True, l1_weight=0.0, perceptual_weights=[0.0] * 5)
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    masks = torch.zeros(2, 1, 64, 64)
+    masks[:, :, 40:50, 20:40] = 1
+    losses, out = system.generator_losses(source, driving, torch.zeros(2, 3), masks)
+    error = (out["prediction"] - driving)[:, :, 40:50, 20:40].abs().mean()
+    torch.testing.assert_close(losses["mouth"], 3.0 * error)
+
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for item in _random_pairs_loader().dataset:
+        landmarks = torch.rand(1, 68, 3, generator=g) * 20
+        landmarks[:, list(MOUTH), :2] += torch.tensor([4.0, 30.0])  # the mouth in the left half
+        items.append({**item, "landmarks": landmarks})
+    seen = []
+    generator_losses = system.generator_losses
+    system.generator_losses = lambda s, d, e, m, o: seen.append((d.detach().clone(), m.clone())) or generator_losses(s, d, e, m, o)
+    torch.manual_seed(3)
+    import lightning as L
+
+    L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(system, torch.utils.data.DataLoader(items, batch_size=2))  # fmt: skip
+    mirrored_count = 0
+    for (driving_seen, masks_seen), start in zip(seen, range(0, 8, 2), strict=True):
+        batch = items[start:start + 2]
+        frames = torch.cat([item["frames"] for item in batch]).float() / 255
+        boxes = region_box_masks(torch.cat([item["landmarks"] for item in batch]), MOUTH, 64, 64, margin=0.25)
+        for image, mask, frame, box in zip(driving_seen, masks_seen, frames, boxes):
+            mirrored = not torch.allclose(image, frame)
+            mirrored_count += mirrored
+            assert torch.equal(mask, box.flip(-1) if mirrored else box)
+    assert 0 < mirrored_count < 8
+
+    with pytest.raises(KeyError, match="landmarks"):
+        _fit_steps(tiny_renderer(mouth_weight=1.0), 1)
+    with pytest.raises(ValueError, match="mouth_weight"):
+        tiny_renderer(mouth_weight=-1.0)
+
+
+def test_mouth_expression_loss_ties_keypoint_0_to_the_inner_lip_opening() -> None:
+    """``mouth_expression_weight``: keypoint 0's expression delta along y is scored (L1) against the
+    driving frame's inner-lip opening (landmarks 62 to 66) in the keypoints' units, 2 / width per
+    pixel; only the estimator's expression head is moved by it."""
+    system = tiny_renderer(mouth_expression_weight=4.0, l1_weight=0.0, perceptual_weights=[0.0] * 5,
+                           equivariance_weight=0, keypoint_prior_weight=0, head_pose_weight=0,
+                           head_pose_bin_weight=0, expression_weight=0)  # fmt: skip
+    landmarks = torch.zeros(1, 2, 68, 3)  # (B, T, 68, 3)
+    landmarks[0, :, 62, :2] = torch.tensor([[30.0, 40.0], [30.0, 40.0]])
+    landmarks[0, :, 66, :2] = torch.tensor([[30.0, 44.0], [33.0, 44.0]])  # open 4 px, then 5 px
+    opening = FaceRenderer.mouth_opening({"landmarks": landmarks}, width=64)
+    torch.testing.assert_close(opening, torch.tensor([4.0, 5.0]) * 2 / 64)
+
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    losses, out = system.generator_losses(source, driving, torch.zeros(2, 3), None, opening)
+    assert set(losses) == {"mouth_expression"}
+    jaw = out["he_driving"]["exp"].view(2, -1, 3)[:, 0, 1]
+    torch.testing.assert_close(losses["mouth_expression"], 4.0 * (jaw - opening).abs().mean())
+    losses["mouth_expression"].backward()
+    assert system.he_estimator.fc_exp.weight.grad.abs().sum() > 0
+    assert system.he_estimator.fc_t.weight.grad is None and system.generator.final.weight.grad is None
+    with pytest.raises(KeyError, match="landmarks"):
+        FaceRenderer.mouth_opening({}, width=64)

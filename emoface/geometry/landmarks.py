@@ -96,3 +96,26 @@ def mean_face(dtype: torch.dtype = torch.float32, device: torch.device | str | N
 def eye_centers(landmarks: Tensor) -> Tensor:
     """Centres of both eye contours, ``(..., 68, D)`` -> ``(..., 2, D)`` (right eye first)."""
     return torch.stack([landmarks[..., list(eye), :].mean(-2) for eye in EYES], -2)
+
+
+def region_box_masks(landmarks: Tensor, region: tuple[int, ...], height: int, width: int, margin: float = 0.0) -> Tensor:
+    """Masks of the bounding box of some landmarks in each image.
+
+    Args:
+        landmarks: ``(N, 68, D)`` points whose x, y are pixels (pixel centres at integers).
+        region: the landmark indices whose box is wanted (e.g. :data:`MOUTH`).
+        height, width: the image size.
+        margin: the box grown on every side by this fraction of its larger side.
+
+    Returns:
+        ``(N, 1, height, width)`` float masks, 1 inside the box (clipped to the image), 0 outside.
+    """
+    points = landmarks[:, list(region), :2]  # (N, P, 2)
+    low, high = points.min(1).values, points.max(1).values  # (N, 2) x, y
+    grow = margin * (high - low).max(-1, keepdim=True).values  # (N, 1)
+    low, high = low - grow, high + grow
+    xs = torch.arange(width, device=landmarks.device, dtype=landmarks.dtype)
+    ys = torch.arange(height, device=landmarks.device, dtype=landmarks.dtype)
+    inside_x = (xs >= low[:, :1]) & (xs <= high[:, :1])  # (N, W)
+    inside_y = (ys >= low[:, 1:]) & (ys <= high[:, 1:])  # (N, H)
+    return (inside_y[:, :, None] & inside_x[:, None, :]).unsqueeze(1).to(landmarks.dtype)

@@ -52,6 +52,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from emoface.geometry.keypoints import FACE_VID2VID_PI, bins_to_degrees, degrees_to_bins, keypoints_from_estimate
+from emoface.geometry.landmarks import MOUTH, region_box_masks
 from emoface.geometry.rotations import mirror_euler
 from emoface.geometry.warps import RandomTPS
 from emoface.lightning_modules._figures import log_image_grid
@@ -165,6 +166,19 @@ class FaceRenderer(LightningModule):
             probability 1/4 there, as its time flip, on too, takes the other half first); its pose
             teacher (Hopenet) looks at the mirrored frames, here the known pose is mirrored. Mirror
             images add identities and poses the estimator has not seen.
+        mouth_weight: weight of an L1 between prediction and driving frame inside the box of the
+            driving frame's mouth landmarks (mean over the box; needs the datamodule's ``landmarks``
+            field). Not in the public recipe: at 64 px the mouth is about 1 % of the frame, and the
+            whole-frame losses alone left the estimator's expression deltas still, so the renderer
+            drew every mouth closed (see benchmarks/renderer_learning.py).
+        mouth_margin: that box grown on every side by this fraction of its larger side.
+        mouth_expression_weight: weight of an L1 between the expression delta of keypoint 0 along y
+            (down) and the driving frame's mouth opening (inner lips, landmarks 62 to 66, in the
+            keypoints' units: 2 / width per pixel; needs the ``landmarks`` field). Not in the public
+            recipe: like the head-pose loss, which takes preprocessing's pose where the recipe asks
+            a pretrained pose network, it hands the estimator what the landmarks already know, so
+            that one keypoint moves with the jaw and the generator can learn to open the mouth with
+            it (see benchmarks/renderer_learning.py).
     """
 
     def __init__(
@@ -204,6 +218,9 @@ class FaceRenderer(LightningModule):
         warp_weight: float = 0.0,
         angles_from_pose_losses: bool = False,
         horizontal_flip: bool = False,
+        mouth_weight: float = 0.0,
+        mouth_margin: float = 0.25,
+        mouth_expression_weight: float = 0.0,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -228,6 +245,9 @@ class FaceRenderer(LightningModule):
         # Not given: the class init_checkpoint holds (the public vox-256 file: SPADE), else plain.
         self.generator = generator if generator is not None else default_generator(init_checkpoint)
         self._default_generator = generator is None
+        if min(mouth_weight, mouth_margin, mouth_expression_weight) < 0:
+            raise ValueError(f"mouth_weight, mouth_margin and mouth_expression_weight must be >= 0, got "
+                             f"{mouth_weight}, {mouth_margin} and {mouth_expression_weight}")  # fmt: skip
         if warp_weight and not getattr(self.generator, "image_skip", False):
             raise ValueError("warp_weight scores the generator's warped source image: it needs a generator "
                              "with image_skip=True")  # fmt: skip
@@ -361,14 +381,48 @@ class FaceRenderer(LightningModule):
             torch.where(mirrored.view(-1, 1), mirror_euler(euler), euler),
         )
 
+    def mouth_masks(self, batch: dict[str, Any], size: tuple[int, int]) -> Tensor:
+        """``(B*T, 1, H, W)`` masks of each driving frame's mouth box (``mouth_margin`` grown), in the
+        order of :meth:`pairs`.
+
+        Raises:
+            KeyError: the batch has no ``landmarks`` (the datamodule's ``fields`` lack it).
+        """
+        if "landmarks" not in batch:
+            raise KeyError(
+                "FaceRenderer's mouth_weight needs each driving frame's landmarks: add 'landmarks' to the "
+                "datamodule's fields (--data.init_args.fields)"
+            )
+        return region_box_masks(batch["landmarks"].flatten(0, 1), MOUTH, *size, margin=self.hparams.mouth_margin)
+
+    @staticmethod
+    def mouth_opening(batch: dict[str, Any], width: int) -> Tensor:
+        """``(B*T,)`` each driving frame's inner-lip opening (landmarks 62 to 66) in the keypoints'
+        units (2 / ``width`` per pixel), in the order of :meth:`pairs`. A mirror image opens alike."""
+        if "landmarks" not in batch:
+            raise KeyError(
+                "FaceRenderer's mouth_expression_weight needs each driving frame's landmarks: add 'landmarks' "
+                "to the datamodule's fields (--data.init_args.fields)"
+            )
+        lips = batch["landmarks"].flatten(0, 1)[:, [62, 66], :2]  # (N, 2, 2) upper, lower inner lip
+        return (lips[:, 1] - lips[:, 0]).norm(dim=-1) * (2.0 / width)
+
     # ------------------------------------------------------------------------------------------
     # Losses
-    def generator_losses(self, source: Tensor, driving: Tensor, euler: Tensor) -> tuple[dict[str, Tensor], dict]:
-        """Weighted losses of the keypoint detector, estimator and generator, and the outputs."""
+    def generator_losses(
+        self, source: Tensor, driving: Tensor, euler: Tensor, mouth_masks: Tensor | None = None,
+        mouth_opening: Tensor | None = None,
+    ) -> tuple[dict[str, Tensor], dict]:
+        """Weighted losses of the keypoint detector, estimator and generator, and the outputs;
+        ``mouth_masks (N, 1, H, W)`` (:meth:`mouth_masks`) adds the ``mouth`` loss and
+        ``mouth_opening (N,)`` (:meth:`mouth_opening`) the ``mouth_expression`` loss."""
         hp = self.hparams
         out = self.reconstruct(source, driving)
         real, fake = self.pyramid(driving), self.pyramid(out["prediction"])
         losses = self.image_losses(real, fake)
+        if hp.mouth_weight and mouth_masks is not None:
+            error = (out["prediction"] - driving).abs() * mouth_masks
+            losses["mouth"] = hp.mouth_weight * error.sum() / (mouth_masks.sum() * driving.shape[1]).clamp_min(1.0)
         if hp.warp_weight:
             losses["warp"] = hp.warp_weight * (out["warped_source"] - driving).abs().mean()
         if self.discriminator is not None and hp.gan_weight:
@@ -402,6 +456,9 @@ class FaceRenderer(LightningModule):
         losses.update(self.pose_losses(he, euler))
         if hp.expression_weight:
             losses["expression"] = hp.expression_weight * he["exp"].abs().sum(-1).mean()
+        if hp.mouth_expression_weight and mouth_opening is not None:
+            jaw = he["exp"][:, 1]  # keypoint 0's y delta (the deltas are (K, 3) flattened)
+            losses["mouth_expression"] = hp.mouth_expression_weight * (jaw - mouth_opening).abs().mean()
         return losses, out
 
     def image_losses(self, real: dict[float, Tensor], fake: dict[float, Tensor]) -> dict[str, Tensor]:
@@ -472,9 +529,17 @@ class FaceRenderer(LightningModule):
         opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
         self._decay_learning_rate([opt for opt in (opt_g, opt_d) if opt is not None])
         source, driving, euler = self.pairs(batch)
+        mouth, opening = None, None
+        if self.global_step >= self.hparams.pose_warmup_steps:
+            if self.hparams.mouth_weight:
+                mouth = self.mouth_masks(batch, driving.shape[-2:])
+            if self.hparams.mouth_expression_weight:
+                opening = self.mouth_opening(batch, driving.shape[-1])
         if self.hparams.horizontal_flip:
             mirrored = torch.rand(driving.shape[0], device=driving.device) < 0.5
             source, driving, euler = self.mirror_pairs(source, driving, euler, mirrored)
+            if mouth is not None:
+                mouth = torch.where(mirrored.view(-1, 1, 1, 1), mouth.flip(-1), mouth)
         if self.global_step < self.hparams.pose_warmup_steps:
             # The estimator alone learns the head pose first (see ``pose_warmup_steps``): only its
             # parameters get gradients, so the optimizer leaves every other network as it is;
@@ -497,7 +562,7 @@ class FaceRenderer(LightningModule):
             return
         if opt_d is not None:
             self.toggle_optimizer(opt_g)  # no discriminator gradients from the generator's losses
-        losses, out = self.generator_losses(source, driving, euler)
+        losses, out = self.generator_losses(source, driving, euler, mouth, opening)
         loss = sum(losses.values())
         opt_g.zero_grad()
         self.manual_backward(loss)
