@@ -33,6 +33,7 @@ against 21.13 for the still source (+3.11 dB, 3 asked), SSIM 0.746 / 0.641, 2.84
 driven by the source's keypoints held still, yaw / pitch r 0.985 / 0.919 ("+ flip" below). It is
 at the edge: with ``--seed 1`` (same cache, training 1125 s) driven 24.03 / 0.738, held still
 21.65, yaw / pitch / roll r 0.983 / 0.858 / 0.942, so PSNR (margin -0.10 dB) and pitch fail there.
+It draws the head's pose and position but not the mouth (below, "The mouth").
 
 Why it collapsed. With the public recipe trained from scratch, the dense motion collapses onto its
 "no motion" candidate within the first 100 steps, on the default and on the free-motion data
@@ -192,6 +193,36 @@ on the validation actor 25.58 at step 3999 against 24.35). Its criteria: PSNR 24
 progress lines), evaluation 88 s. The flip costs no step time; the machine ran at its faster speed
 that day, which is most of the difference from the 37.5 min above.
 
+The mouth: not drawn. The renderer follows the head but draws every mouth as it is in the source
+frame: open mouths of the driving frames come out closed (the pipeline's lip sync fails for this;
+see benchmarks/pipeline_learning.py, whose table now scores this reconstruction with SyncNet). The
+mouth can move only through the estimator's 15 x 3 expression deltas, and none of them follows it.
+This script prints it, as the best |r| of a delta with the inner-lip opening (landmarks 62 to 66)
+over the held-out frames ("mouth:" under the angle table; the opening's std is 1.7 px at 64 px).
+Tried on 2026-12-04 (same cache and seed, 2 threads; the options are ``FaceRenderer``'s, off in the
+config):
+
+    run (4000 steps unless said)                      driven / held still (dB)  pitch r  best mouth |r|
+    the config ("+ flip" above)                       24.24 / 21.40             0.919    0.14
+    expression_weight 0.1 (recipe 5)                  23.72 / 21.55             0.915    0.30 *
+    mouth_weight 10 (an L1 inside the driving         23.92 / 21.31             0.914    0.14
+      mouth's landmark box, mean over the box)
+    + mouth_expression_weight 20 (keypoint 0's y      stopped at step 2200: its target not learned (L1 1.2 / 20,
+      delta tied to the opening), after the warm-up   the target's mean is 0.066), validation 22.43 at 1999
+    the same from step 0, warm-up only (3000 steps)   the jaw delta constant (std 0.0002 over frames), r 0.13 *
+      estimator twice as wide, 2000 steps             constant, r 0.01 *
+    (*: over the first 6 held-out clips, with an ad-hoc script before this one printed the line;
+    the others over all 44)
+
+The mouth loss trains (its L1 fell from 0.79 to 0.63) but by redrawing the face around the mouth,
+not by opening it. Even told the opening directly, the estimator does not learn to read it from a
+64 px frame in a warm-up's length: trained alone on it (MSE, batch 32, 600 steps, fresh estimator
+of renderer_small's sizes) its validation correlation reached 0.25, while the head pose takes it
+about 1000 steps. The mouth at 64 px is about 12 x 4 px; the estimator's trunk (a 7x7/2 stem and a
+max-pool, then global pooling) sees it at 16 x 16 and below. What is left to try: a larger crop
+(96-128 px, at a higher step time), an estimator that sees the mouth region at full resolution,
+or longer training (the public renderer learns expressions over days on a GPU).
+
 The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
 through the keypoint maths reproduces the tracked 2D landmarks to 3 % of the face size, against
 12-21 % with yaw, pitch or roll flipped.
@@ -206,6 +237,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,7 +358,8 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
         except MissingWeightsError as error:
             row["lpips"] = None
             lpips_missing = str(error)
-    actors, loader = held_out_loader(cache)
+    actors, loader = held_out_loader(cache, ("frames", "pose", "source_frame", "landmarks"))
+    mouth: dict[str, list[torch.Tensor]] = {"expression": [], "opening": []}
     angles: dict[str, list[torch.Tensor]] = {"yaw": [], "pitch": [], "roll": [], "yaw_true": [], "pitch_true": [], "roll_true": []}
     clips = frames_total = 0
     for batch in loader:
@@ -337,6 +370,8 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
         source = renderer.prepare_source(batch["source_frame"][0])
         held = renderer.render(source, source.kp_source.expand(frames.shape[0], -1, -1))
         estimate = renderer.estimate_driving(frames)
+        mouth["expression"].append(estimate["exp"].flatten(1))  # (T, 3K) keypoint deltas
+        mouth["opening"].append(FaceRenderer.mouth_opening(batch, frames.shape[-1]))  # (T,) inner lips
         for k, name in enumerate(("yaw", "pitch", "roll")):
             angles[name].append(estimate[name])
             angles[f"{name}_true"].append(batch["euler"][0, :, k])
@@ -359,6 +394,12 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
         result[f"{name}_correlation"] = pearson(estimated, true)
         result[f"{name}_mae"] = float((estimated - true).abs().mean())
         result[f"{name}_std_true"] = float(true.std())
+    # Does any keypoint move with the mouth? The renderer can open a mouth only through the
+    # estimator's expression deltas (diagnostic, not a criterion: lip sync is judged on the pipeline).
+    expression, opening = torch.cat(mouth["expression"]), torch.cat(mouth["opening"])
+    correlations = [abs(pearson(expression[:, k], opening)) for k in range(expression.shape[1])]
+    result["mouth_expression_correlation"] = max(correlations)
+    result["mouth_expression_component"] = int(np.argmax(correlations))
     if metrics["renderer"]["lpips"] is None:
         result["lpips_note"] = lpips_missing
     return result
@@ -370,7 +411,6 @@ def warp_headroom(cache: Path, every: int = 3) -> dict[str, float]:
     similarity, affine, and piecewise-affine transforms; the crop's corners follow the similarity
     for the piecewise one), and of the first frame unwarped: how much a warp that follows the face
     can gain over the still source, without training anything."""
-    import numpy as np
     from skimage import transform
     from skimage.metrics import peak_signal_noise_ratio
 
@@ -419,6 +459,12 @@ def table(result: dict[str, Any]) -> str:
     for name in ("yaw", "pitch", "roll"):
         lines.append(f"| {name} | {result[f'{name}_correlation']:.3f} | {result[f'{name}_mae']:.2f} | "
                      f"{result[f'{name}_std_true']:.2f} |")  # fmt: skip
+    if "mouth_expression_correlation" in result:
+        keypoint, axis = divmod(result["mouth_expression_component"], 3)
+        lines += ["", f"mouth: of the estimator's expression deltas, the one that follows the inner-lip opening "
+                  f"(landmarks 62 to 66) best (keypoint {keypoint}, {'xyz'[axis]}) correlates "
+                  f"|r| {result['mouth_expression_correlation']:.3f} with it; near 0, the renderer draws no mouth "
+                  "motion"]  # fmt: skip
     if "lpips_note" in result:
         lines += ["", f"LPIPS n/a: {result['lpips_note']}"]
     return "\n".join(lines)

@@ -38,7 +38,8 @@ def test_pipeline_learning_tiny_prints_tables_and_criteria(
     assert "TINY RUN (--tiny)" in printed and "plumbing only" in printed
     for row in ("L2K + renderer (real relocated landmarks)", "renderer reconstruction (estimator keypoints)",
                 "source frame repeated", "renderer driven by the source's keypoints held still",
-                "generated (S2L -> relocation -> L2K -> renderer)", "real held-out videos"):  # fmt: skip
+                "generated (S2L -> relocation -> L2K -> renderer)", "real held-out videos",
+                "renderer reconstruction of the free-motion videos"):  # fmt: skip
         assert f"| {row} |" in printed, row
     # 4 held-out clips were generated from audio (stage-1 files, then videos with sound) and scored.
     assert "4 held-out clips" in printed

@@ -510,3 +510,13 @@ def test_mouth_expression_loss_ties_keypoint_0_to_the_inner_lip_opening() -> Non
     assert system.he_estimator.fc_t.weight.grad is None and system.generator.final.weight.grad is None
     with pytest.raises(KeyError, match="landmarks"):
         FaceRenderer.mouth_opening({}, width=64)
+
+    # It trains with the head pose during the pose warm-up: the expression head, which starts at
+    # zero and gets no gradient from the pose losses, moves.
+    system = tiny_renderer(mouth_expression_weight=4.0, pose_warmup_steps=2, zero_motion_heads=True)
+    items = [{**item, "landmarks": torch.rand(1, 68, 3) * 60} for item in _random_pairs_loader().dataset]
+    import lightning as L
+
+    L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(system, torch.utils.data.DataLoader(items, batch_size=2))  # fmt: skip
+    assert system.he_estimator.fc_exp.weight.any() and not system.he_estimator.fc_t.weight.any()

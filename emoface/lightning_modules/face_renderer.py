@@ -25,6 +25,9 @@ driving frame. Losses (each weight configurable, defaults those of the public vo
   expectation alone has no gradient once the softmax saturates, and on mini-MEAD it did: the
   estimator locked onto one bin (0 degrees) for every frame within 500 steps and never left it;
 * ``expression``: L1 norm of the expression deltas;
+* ``mouth`` and ``mouth_expression`` (off by default, not in the public recipe): an L1 inside the
+  driving frame's mouth box, and keypoint 0's y delta tied to the inner lips' opening, both from
+  the ``landmarks`` field;
 * with a ``discriminator``: hinge GAN loss on the image pyramid and feature matching; the
   discriminator takes its own hinge step (manual optimization, two optimizers).
 
@@ -178,7 +181,8 @@ class FaceRenderer(LightningModule):
             recipe: like the head-pose loss, which takes preprocessing's pose where the recipe asks
             a pretrained pose network, it hands the estimator what the landmarks already know, so
             that one keypoint moves with the jaw and the generator can learn to open the mouth with
-            it (see benchmarks/renderer_learning.py).
+            it. It trains during the pose warm-up too, with the pose (see
+            benchmarks/renderer_learning.py: in the CPU runs the estimator did not learn it).
     """
 
     def __init__(
@@ -457,9 +461,14 @@ class FaceRenderer(LightningModule):
         if hp.expression_weight:
             losses["expression"] = hp.expression_weight * he["exp"].abs().sum(-1).mean()
         if hp.mouth_expression_weight and mouth_opening is not None:
-            jaw = he["exp"][:, 1]  # keypoint 0's y delta (the deltas are (K, 3) flattened)
-            losses["mouth_expression"] = hp.mouth_expression_weight * (jaw - mouth_opening).abs().mean()
+            losses["mouth_expression"] = self.mouth_expression_loss(he, mouth_opening)
         return losses, out
+
+    def mouth_expression_loss(self, he: dict[str, Tensor], mouth_opening: Tensor) -> Tensor:
+        """``mouth_expression_weight`` x L1 of keypoint 0's y expression delta against
+        ``mouth_opening (N,)`` (:meth:`mouth_opening`)."""
+        jaw = he["exp"][:, 1]  # keypoint 0's y delta (the deltas are (K, 3) flattened)
+        return self.hparams.mouth_expression_weight * (jaw - mouth_opening).abs().mean()
 
     def image_losses(self, real: dict[float, Tensor], fake: dict[float, Tensor]) -> dict[str, Tensor]:
         """Weighted ``perceptual`` and ``l1`` losses of predicted against real image pyramids
@@ -530,11 +539,10 @@ class FaceRenderer(LightningModule):
         self._decay_learning_rate([opt for opt in (opt_g, opt_d) if opt is not None])
         source, driving, euler = self.pairs(batch)
         mouth, opening = None, None
-        if self.global_step >= self.hparams.pose_warmup_steps:
-            if self.hparams.mouth_weight:
-                mouth = self.mouth_masks(batch, driving.shape[-2:])
-            if self.hparams.mouth_expression_weight:
-                opening = self.mouth_opening(batch, driving.shape[-1])
+        if self.hparams.mouth_weight and self.global_step >= self.hparams.pose_warmup_steps:
+            mouth = self.mouth_masks(batch, driving.shape[-2:])
+        if self.hparams.mouth_expression_weight:
+            opening = self.mouth_opening(batch, driving.shape[-1])
         if self.hparams.horizontal_flip:
             mirrored = torch.rand(driving.shape[0], device=driving.device) < 0.5
             source, driving, euler = self.mirror_pairs(source, driving, euler, mirrored)
@@ -544,7 +552,10 @@ class FaceRenderer(LightningModule):
             # The estimator alone learns the head pose first (see ``pose_warmup_steps``): only its
             # parameters get gradients, so the optimizer leaves every other network as it is;
             # with ``warmup_autoencode`` the generator learns to draw through the identity warp.
-            losses = self.pose_losses(self.estimate(driving), euler)
+            he = self.estimate(driving)
+            losses = self.pose_losses(he, euler)
+            if opening is not None:  # the jaw keypoint is learned with the pose
+                losses["mouth_expression"] = self.mouth_expression_loss(he, opening)
             if self.hparams.warmup_autoencode:
                 losses.update(self.autoencode_losses(driving))
             loss = sum(losses.values())
