@@ -99,6 +99,20 @@ def to_unit(images: Tensor) -> Tensor:
     return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
+def driving_landmarks(batch: dict[str, Any], option: str) -> Tensor:
+    """``(B*T, 68, 3)`` the batch's landmarks in the order of :meth:`FaceRenderer.pairs`.
+
+    Raises:
+        KeyError: the batch has none (the datamodule's ``fields`` lack them); names ``option``.
+    """
+    if "landmarks" not in batch:
+        raise KeyError(
+            f"FaceRenderer's {option} needs each driving frame's landmarks: add 'landmarks' to the datamodule's "
+            "fields (--data.init_args.fields)"
+        )
+    return batch["landmarks"].flatten(0, 1)
+
+
 class FaceRenderer(LightningModule):
     """The face-vid2vid renderer as a trainable system (see the module docstring).
 
@@ -392,23 +406,14 @@ class FaceRenderer(LightningModule):
         Raises:
             KeyError: the batch has no ``landmarks`` (the datamodule's ``fields`` lack it).
         """
-        if "landmarks" not in batch:
-            raise KeyError(
-                "FaceRenderer's mouth_weight needs each driving frame's landmarks: add 'landmarks' to the "
-                "datamodule's fields (--data.init_args.fields)"
-            )
-        return region_box_masks(batch["landmarks"].flatten(0, 1), MOUTH, *size, margin=self.hparams.mouth_margin)
+        landmarks = driving_landmarks(batch, "mouth_weight")
+        return region_box_masks(landmarks, MOUTH, *size, margin=self.hparams.mouth_margin)
 
     @staticmethod
     def mouth_opening(batch: dict[str, Any], width: int) -> Tensor:
         """``(B*T,)`` each driving frame's inner-lip opening (landmarks 62 to 66) in the keypoints'
         units (2 / ``width`` per pixel), in the order of :meth:`pairs`. A mirror image opens alike."""
-        if "landmarks" not in batch:
-            raise KeyError(
-                "FaceRenderer's mouth_expression_weight needs each driving frame's landmarks: add 'landmarks' "
-                "to the datamodule's fields (--data.init_args.fields)"
-            )
-        lips = batch["landmarks"].flatten(0, 1)[:, [62, 66], :2]  # (N, 2, 2) upper, lower inner lip
+        lips = driving_landmarks(batch, "mouth_expression_weight")[:, [62, 66], :2]  # (N, 2, 2) upper, lower inner lip
         return (lips[:, 1] - lips[:, 0]).norm(dim=-1) * (2.0 / width)
 
     # ------------------------------------------------------------------------------------------
