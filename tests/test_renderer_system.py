@@ -488,9 +488,9 @@ def test_mouth_loss_scores_the_driving_mouth_box_mirrored_with_its_pair() -> Non
 
 
 def test_mouth_expression_loss_ties_keypoint_0_to_the_inner_lip_opening() -> None:
-    """``mouth_expression_weight``: keypoint 0's expression delta along y is scored (L1) against the
-    driving frame's inner-lip opening (landmarks 62 to 66) in the keypoints' units, 2 / width per
-    pixel; only the estimator's expression head is moved by it."""
+    """``mouth_expression_weight``: keypoint 0's expression delta along y is scored (squared error in
+    pixels) against the driving frame's inner-lip opening (landmarks 62 to 66), which is given in
+    the keypoints' units, 2 / width per pixel; only the estimator's expression head is moved by it."""
     system = tiny_renderer(mouth_expression_weight=4.0, l1_weight=0.0, perceptual_weights=[0.0] * 5,
                            equivariance_weight=0, keypoint_prior_weight=0, head_pose_weight=0,
                            head_pose_bin_weight=0, expression_weight=0)  # fmt: skip
@@ -504,7 +504,7 @@ def test_mouth_expression_loss_ties_keypoint_0_to_the_inner_lip_opening() -> Non
     losses, out = system.generator_losses(source, driving, torch.zeros(2, 3), None, opening)
     assert set(losses) == {"mouth_expression"}
     jaw = out["he_driving"]["exp"].view(2, -1, 3)[:, 0, 1]
-    torch.testing.assert_close(losses["mouth_expression"], 4.0 * (jaw - opening).abs().mean())
+    torch.testing.assert_close(losses["mouth_expression"], 4.0 * ((jaw - opening) * 32).pow(2).mean())  # pixels
     losses["mouth_expression"].backward()
     assert system.he_estimator.fc_exp.weight.grad.abs().sum() > 0
     assert system.he_estimator.fc_t.weight.grad is None and system.generator.final.weight.grad is None

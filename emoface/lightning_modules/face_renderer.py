@@ -189,14 +189,14 @@ class FaceRenderer(LightningModule):
             whole-frame losses alone left the estimator's expression deltas still, so the renderer
             drew every mouth closed (see benchmarks/renderer_learning.py).
         mouth_margin: that box grown on every side by this fraction of its larger side.
-        mouth_expression_weight: weight of an L1 between the expression delta of keypoint 0 along y
-            (down) and the driving frame's mouth opening (inner lips, landmarks 62 to 66, in the
-            keypoints' units: 2 / width per pixel; needs the ``landmarks`` field). Not in the public
-            recipe: like the head-pose loss, which takes preprocessing's pose where the recipe asks
-            a pretrained pose network, it hands the estimator what the landmarks already know, so
-            that one keypoint moves with the jaw and the generator can learn to open the mouth with
-            it. It trains during the pose warm-up too, with the pose (see
-            benchmarks/renderer_learning.py: in the CPU runs the estimator did not learn it).
+        mouth_expression_weight: weight of a squared error, in pixels, between the expression delta
+            of keypoint 0 along y (down) and the driving frame's mouth opening (inner lips, landmarks
+            62 to 66; the delta in the keypoints' units, 2 / width per pixel; needs the
+            ``landmarks`` field). Not in the public recipe: like the head-pose loss, which takes
+            preprocessing's pose where the recipe asks a pretrained pose network, it hands the
+            estimator what the landmarks already know, so that one keypoint moves with the jaw and
+            the generator can learn to open the mouth with it. It trains during the pose warm-up
+            too, with the pose (see benchmarks/renderer_learning.py, "The mouth").
     """
 
     def __init__(
@@ -466,14 +466,15 @@ class FaceRenderer(LightningModule):
         if hp.expression_weight:
             losses["expression"] = hp.expression_weight * he["exp"].abs().sum(-1).mean()
         if hp.mouth_expression_weight and mouth_opening is not None:
-            losses["mouth_expression"] = self.mouth_expression_loss(he, mouth_opening)
+            losses["mouth_expression"] = self.mouth_expression_loss(he, mouth_opening, driving.shape[-1])
         return losses, out
 
-    def mouth_expression_loss(self, he: dict[str, Tensor], mouth_opening: Tensor) -> Tensor:
-        """``mouth_expression_weight`` x L1 of keypoint 0's y expression delta against
-        ``mouth_opening (N,)`` (:meth:`mouth_opening`)."""
+    def mouth_expression_loss(self, he: dict[str, Tensor], mouth_opening: Tensor, width: int) -> Tensor:
+        """``mouth_expression_weight`` x the mean squared error, in pixels of a ``width`` wide frame, of
+        keypoint 0's y expression delta against ``mouth_opening (N,)`` (:meth:`mouth_opening`). Squared,
+        not L1: with an L1 the estimator settled on the median opening for every frame."""
         jaw = he["exp"][:, 1]  # keypoint 0's y delta (the deltas are (K, 3) flattened)
-        return self.hparams.mouth_expression_weight * (jaw - mouth_opening).abs().mean()
+        return self.hparams.mouth_expression_weight * ((jaw - mouth_opening) * (width / 2)).pow(2).mean()
 
     def image_losses(self, real: dict[float, Tensor], fake: dict[float, Tensor]) -> dict[str, Tensor]:
         """Weighted ``perceptual`` and ``l1`` losses of predicted against real image pyramids
@@ -560,7 +561,7 @@ class FaceRenderer(LightningModule):
             he = self.estimate(driving)
             losses = self.pose_losses(he, euler)
             if opening is not None:  # the jaw keypoint is learned with the pose
-                losses["mouth_expression"] = self.mouth_expression_loss(he, opening)
+                losses["mouth_expression"] = self.mouth_expression_loss(he, opening, driving.shape[-1])
             if self.hparams.warmup_autoencode:
                 losses.update(self.autoencode_losses(driving))
             loss = sum(losses.values())
