@@ -268,12 +268,14 @@ def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
     return any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def _fit_steps(system: FaceRenderer, steps: int, callbacks: list | None = None, max_epochs: int | None = None) -> None:
+def _fit_steps(system: FaceRenderer, steps: int, callbacks: list | None = None, max_epochs: int | None = None,
+               loader: torch.utils.data.DataLoader | None = None) -> None:
+    """Train ``steps`` steps on ``loader`` (default :func:`_random_pairs_loader`)."""
     import lightning as L
 
     L.Trainer(max_steps=steps, max_epochs=max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-              callbacks=callbacks).fit(system, _random_pairs_loader())  # fmt: skip
+              callbacks=callbacks).fit(system, loader if loader is not None else _random_pairs_loader())  # fmt: skip
 
 
 def test_pose_warmup_trains_the_estimator_alone_and_zero_motion_heads_start_at_zero() -> None:
@@ -466,10 +468,7 @@ def test_mouth_loss_scores_the_driving_mouth_box_mirrored_with_its_pair() -> Non
     generator_losses = system.generator_losses
     system.generator_losses = lambda s, d, e, m, o: seen.append((d.detach().clone(), m.clone())) or generator_losses(s, d, e, m, o)
     torch.manual_seed(3)
-    import lightning as L
-
-    L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False).fit(system, torch.utils.data.DataLoader(items, batch_size=2))  # fmt: skip
+    _fit_steps(system, 4, loader=torch.utils.data.DataLoader(items, batch_size=2))
     mirrored_count = 0
     for (driving_seen, masks_seen), start in zip(seen, range(0, 8, 2), strict=True):
         batch = items[start:start + 2]
@@ -515,8 +514,5 @@ def test_mouth_expression_loss_ties_keypoint_0_to_the_inner_lip_opening() -> Non
     # zero and gets no gradient from the pose losses, moves.
     system = tiny_renderer(mouth_expression_weight=4.0, pose_warmup_steps=2, zero_motion_heads=True)
     items = [{**item, "landmarks": torch.rand(1, 68, 3) * 60} for item in _random_pairs_loader().dataset]
-    import lightning as L
-
-    L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False).fit(system, torch.utils.data.DataLoader(items, batch_size=2))  # fmt: skip
+    _fit_steps(system, 2, loader=torch.utils.data.DataLoader(items, batch_size=2))
     assert system.he_estimator.fc_exp.weight.any() and not system.he_estimator.fc_t.weight.any()

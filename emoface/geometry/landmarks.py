@@ -25,6 +25,7 @@ LEFT_EYE = tuple(range(42, 48))
 MOUTH_OUTER = tuple(range(48, 60))
 MOUTH_INNER = tuple(range(60, 68))
 MOUTH = MOUTH_OUTER + MOUTH_INNER
+UPPER_INNER_LIP, LOWER_INNER_LIP = 62, 66  # the middles of the inner lip contours
 FACE_WITHOUT_MOUTH = tuple(i for i in range(NUM_LANDMARKS) if i not in MOUTH)
 EYES = (RIGHT_EYE, LEFT_EYE)
 """Per-eye landmark groups; eye index 0 is the subject's right eye (36-41), 1 the left (42-47)."""
@@ -119,3 +120,9 @@ def region_box_masks(landmarks: Tensor, region: tuple[int, ...], height: int, wi
     inside_x = (xs >= low[:, :1]) & (xs <= high[:, :1])  # (N, W)
     inside_y = (ys >= low[:, 1:]) & (ys <= high[:, 1:])  # (N, H)
     return (inside_y[:, :, None] & inside_x[:, None, :]).unsqueeze(1).to(landmarks.dtype)
+
+
+def inner_lip_opening(landmarks: Tensor) -> Tensor:
+    """Distance between the middles of the inner lips, ``(..., 68, D)`` -> ``(...)`` (in the points'
+    units, over their ``D`` coordinates)."""
+    return (landmarks[..., LOWER_INNER_LIP, :] - landmarks[..., UPPER_INNER_LIP, :]).norm(dim=-1)

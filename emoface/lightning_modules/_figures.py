@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from emoface.geometry.landmarks import inner_lip_opening
 
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip opening ``(T,)`` (distance of points 62 and 66) of landmarks ``(T, 68, 3)``."""
-    return np.linalg.norm(landmarks[:, 66] - landmarks[:, 62], axis=-1)
+    """Inner-lip opening ``(T,)`` (:func:`~emoface.geometry.landmarks.inner_lip_opening`) of landmarks ``(T, 68, 3)``."""
+    return inner_lip_opening(torch.from_numpy(np.asarray(landmarks))).numpy()
 
 
 def cue_figure(sample: dict[str, Any]) -> Any:

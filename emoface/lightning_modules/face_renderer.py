@@ -55,7 +55,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from emoface.geometry.keypoints import FACE_VID2VID_PI, bins_to_degrees, degrees_to_bins, keypoints_from_estimate
-from emoface.geometry.landmarks import MOUTH, region_box_masks
+from emoface.geometry.landmarks import MOUTH, inner_lip_opening, region_box_masks
 from emoface.geometry.rotations import mirror_euler
 from emoface.geometry.warps import RandomTPS
 from emoface.lightning_modules._figures import log_image_grid
@@ -413,8 +413,7 @@ class FaceRenderer(LightningModule):
     def mouth_opening(batch: dict[str, Any], width: int) -> Tensor:
         """``(B*T,)`` each driving frame's inner-lip opening (landmarks 62 to 66) in the keypoints'
         units (2 / ``width`` per pixel), in the order of :meth:`pairs`. A mirror image opens alike."""
-        lips = driving_landmarks(batch, "mouth_expression_weight")[:, [62, 66], :2]  # (N, 2, 2) upper, lower inner lip
-        return (lips[:, 1] - lips[:, 0]).norm(dim=-1) * (2.0 / width)
+        return inner_lip_opening(driving_landmarks(batch, "mouth_expression_weight")[..., :2]) * (2.0 / width)
 
     # ------------------------------------------------------------------------------------------
     # Losses
