@@ -135,3 +135,33 @@ def test_region_box_masks_cover_the_points_box_grown_by_the_margin_and_clipped()
     expected[0, 0, 18:27, 8:21] = 1
     expected[1, 0, 25:32, 0:9] = 1
     assert torch.equal(masks, expected)
+
+
+def test_mirrored_landmarks_are_the_mirror_image_s_landmarks() -> None:
+    """``mirror_landmarks``: x -> width - 1 - x and each point takes its partner's index, so that a
+    mirrored face's points name the same features as an unmirrored one's; the permutation is its
+    own inverse and keeps the midline (nose bridge, lip middles, chin) in place."""
+    from emoface.geometry.landmarks import MIRRORED, mean_face, mirror_landmarks
+
+    assert sorted(MIRRORED) == list(range(68)) and all(MIRRORED[MIRRORED[i]] == i for i in range(68))
+    assert [MIRRORED[i] for i in (0, 17, 31, 36, 39, 41, 48, 55, 60, 65)] == [16, 26, 35, 45, 42, 46, 54, 59, 64, 67]
+    assert all(MIRRORED[i] == i for i in (8, 27, 30, 33, 51, 57, 62, 66))
+    face = mean_face()[:, :2] * 20 + 32  # a frontal face in a 64 px frame, centred at x = 32
+    face[:, 0] += 3.0  # moved right: its mirror image sits 3 px left of the centre
+    mirrored = mirror_landmarks(face, width=64)
+    # The image-left eye of the mirror image (36-41) is the mirror of the image-right eye (42-47).
+    torch.testing.assert_close(mirrored[36:42, 0].mean(), 63 - face[42:48, 0].mean())
+    assert mirrored[36:42, 0].mean() < mirrored[42:48, 0].mean()
+    torch.testing.assert_close(mirrored[:, 1], face[list(MIRRORED), 1])
+    torch.testing.assert_close(mirror_landmarks(mirrored, width=64), face)
+    # A symmetric face mirrors onto itself once it is centred in the frame.
+    centred = mean_face()[:, :2] * 20 + 31.5
+    torch.testing.assert_close(mirror_landmarks(centred, width=64), centred, atol=1e-4, rtol=0)
+
+
+def test_pixels_to_grid_matches_the_keypoints_coordinate_grid() -> None:
+    from emoface.geometry.landmarks import pixels_to_grid
+
+    grid = coordinate_grid_2d(4, 6)  # (H, W, 2): x, y of each pixel centre
+    pixels = torch.stack(torch.meshgrid(torch.arange(6.0), torch.arange(4.0), indexing="xy"), -1)  # (4, 6, 2)
+    torch.testing.assert_close(pixels_to_grid(pixels, height=4, width=6), grid)

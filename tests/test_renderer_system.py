@@ -139,6 +139,7 @@ def test_source_frame_field(mead_cache_128: Path) -> None:
         drawn.add(k)
         assert torch.equal(item["source_frame"], torch.from_numpy(clip.frames(k, k + 1)[0]).permute(2, 0, 1))
         assert torch.equal(item["source_euler"], torch.from_numpy(clip["euler"][k].copy()))
+        assert "source_landmarks" not in item  # only with the landmarks field
         # Its relocated cues pose the normalized landmarks back onto the frame's landmarks.
         landmarks = torch.from_numpy(clip["landmarks"][k].copy())
         assert item["source_relocated"].shape == (70, 3)
@@ -150,6 +151,11 @@ def test_source_frame_field(mead_cache_128: Path) -> None:
         assert item["source_frame"].shape == (3, 128, 128) and item["source_frame"].dtype == torch.uint8
     whole = dm.datasets["predict"][0]
     assert torch.equal(whole["source_frame"], whole["frames"][0])
+    dm = MEADDataModule(cache_dir=str(mead_cache_128), fields=["source_frame", "landmarks"], window=4, batch_size=2)
+    dm.setup("fit")
+    item = dm.datasets["train"][(0, 7919)]
+    clip = dm.datasets["train"]._files.get(dm.datasets["train"].entries[dm.datasets["train"].items[0][0]].path)
+    assert torch.equal(item["source_landmarks"], torch.from_numpy(clip["landmarks"][item["source_index"]].copy()))
 
 
 @pytest.mark.parametrize("generator_class", [OcclusionAwareGenerator, OcclusionAwareSPADEGenerator])
@@ -516,3 +522,62 @@ def test_mouth_expression_loss_ties_keypoint_0_to_the_inner_lip_opening() -> Non
     items = [{**item, "landmarks": torch.rand(1, 68, 3) * 60} for item in _random_pairs_loader().dataset]
     _fit_steps(system, 2, loader=torch.utils.data.DataLoader(items, batch_size=2))
     assert system.he_estimator.fc_exp.weight.any() and not system.he_estimator.fc_t.weight.any()
+
+
+def test_landmark_guide_loss_places_the_first_keypoints_on_their_landmarks() -> None:
+    """``landmark_guide_weight`` (LivePortrait's landmark guidance): the first keypoints of source
+    and driving frame, x and y, against the chosen landmarks of those frames, a mean squared
+    distance in pixels; mirrored pairs take their mirrored landmarks; the keypoint prior leaves
+    pairs of guided keypoints alone; the keypoint detector and estimator learn it in the warm-up."""
+    from emoface.geometry.landmarks import mirror_landmarks, pixels_to_grid
+
+    points = [48, 51, 54, 57]
+    system = tiny_renderer(landmark_guide_weight=2.0, landmark_guide_points=points, l1_weight=0.0,
+                           perceptual_weights=[0.0] * 5, equivariance_weight=0, head_pose_weight=0,
+                           head_pose_bin_weight=0, expression_weight=0, keypoint_prior_weight=0)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    batch = {"landmarks": torch.rand(2, 3, 68, 3, generator=g) * 63, "source_landmarks": torch.rand(2, 68, 3, generator=g) * 63}
+    targets = system.guide_targets(batch, (64, 64))  # (B*T, 2, P, 2)
+    assert targets.shape == (6, 2, 4, 2)
+    torch.testing.assert_close(targets[4, 1], batch["landmarks"][1, 1, points, :2] * 2 / 63 - 1)
+    torch.testing.assert_close(targets[4, 0], batch["source_landmarks"][1, points, :2] * 2 / 63 - 1)
+    mirrored = torch.tensor([False, True, False, False, True, False])
+    flipped = system.guide_targets(batch, (64, 64), mirrored)
+    torch.testing.assert_close(flipped[~mirrored], targets[~mirrored])
+    expected = pixels_to_grid(mirror_landmarks(batch["landmarks"][1, 1], 64)[points, :2], 64, 64)
+    torch.testing.assert_close(flipped[4, 1], expected)
+    # The mouth corners swap places and the mirrored x lands at -x in grid units.
+    torch.testing.assert_close(flipped[4, 1, 0], targets[4, 1, 2] * torch.tensor([-1.0, 1.0]))
+
+    source, driving = torch.rand(6, 3, 64, 64), torch.rand(6, 3, 64, 64)
+    losses, out = system.generator_losses(source, driving, torch.zeros(6, 3), guide_targets=targets)
+    assert set(losses) == {"landmark_guide"}
+    predicted = torch.stack([out["kp_source"][:, :4, :2], out["kp_driving"][:, :4, :2]], 1)
+    expected = 2.0 * ((predicted - targets) * 31.5).pow(2).sum(-1).mean()  # squared pixels
+    torch.testing.assert_close(losses["landmark_guide"], expected)
+
+    # The prior's spread: a pair of guided keypoints may sit closer than keypoint_min_distance.
+    prior = tiny_renderer(landmark_guide_weight=1.0, keypoint_prior_weight=1.0, keypoint_depth=0.0)
+    kp = torch.zeros(1, 15, 3)
+    kp[0, :, 0] = torch.arange(15.0)  # every pair far apart ...
+    kp[0, 1, 0] = 0.1  # ... but guided keypoints 0 and 1 (0.01 < 0.1 apart, squared)
+    prior.reconstruct = lambda s, d: {**system.reconstruct(s, d), "kp_driving": kp}
+    guided, _ = prior.generator_losses(source[:1], driving[:1], torch.zeros(1, 3), guide_targets=targets[:1, :, :2])
+    unguided, _ = prior.generator_losses(source[:1], driving[:1], torch.zeros(1, 3))
+    assert guided["keypoint_prior"] == 0
+    torch.testing.assert_close(unguided["keypoint_prior"], torch.tensor(2 * (0.1 - 0.01)))
+
+    # In the pose warm-up the keypoint detector learns it with the estimator; the generator waits.
+    system = tiny_renderer(landmark_guide_weight=2.0, pose_warmup_steps=2, zero_motion_heads=True, horizontal_flip=True)
+    items = [{**item, "landmarks": torch.rand(1, 68, 3) * 63, "source_landmarks": torch.rand(68, 3) * 63}
+             for item in _random_pairs_loader().dataset]  # fmt: skip
+    before = {name: _snapshot(getattr(system, name)) for name in ("kp_detector", "generator")}
+    _fit_steps(system, 2, loader=torch.utils.data.DataLoader(items, batch_size=2))
+    assert _changed(before["kp_detector"], system.kp_detector) and not _changed(before["generator"], system.generator)
+    assert system.he_estimator.fc_exp.weight.any()
+
+    with pytest.raises(KeyError, match="landmark_guide_weight"):
+        _fit_steps(tiny_renderer(landmark_guide_weight=1.0), 1)
+    for bad in ([48, 48], [68], list(range(16))):
+        with pytest.raises(ValueError, match="landmark_guide_points"):
+            tiny_renderer(landmark_guide_points=bad)

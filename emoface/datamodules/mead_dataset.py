@@ -177,6 +177,8 @@ class MEADWindows(Dataset):
             item["source_frame"] = torch.from_numpy(clip.frames(source_t, source_t + 1)[0]).permute(2, 0, 1).contiguous()
             item["source_index"] = source_t
             item["source_euler"] = torch.from_numpy(np.array(clip["euler"][source_t], dtype=np.float32))
+            if "landmarks" in fields:
+                item["source_landmarks"] = torch.from_numpy(np.array(clip["landmarks"][source_t], dtype=np.float32))
             # The source's landmarks in the relocated form stage 1 produces (68 posed points and
             # the two pupils from its gaze), the reference the landmarks-to-keypoints stage maps from.
             cues = {name: torch.from_numpy(np.array(clip[name][source_t], dtype=np.float32))

@@ -41,6 +41,30 @@ the gaze direction ``d`` lies at ``eye_centre + EYEBALL_RADIUS * (d - (0, 0, -1)
 RIGID = tuple(range(27, 36)) + (36, 39, 42, 45) + (0, 1, 15, 16)
 
 
+def _mirror_permutation() -> tuple[int, ...]:
+    """Each point's partner in a left-right mirror image (iBUG-68 contours run left to right)."""
+    pairs = (
+        (range(0, 17), range(16, -1, -1)),  # jaw
+        (range(17, 27), range(26, 16, -1)),  # brows
+        (range(27, 31), range(27, 31)),  # nose bridge
+        (range(31, 36), range(35, 30, -1)),  # nostrils
+        (range(36, 48), (45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40)),  # eyes
+        (range(48, 55), range(54, 47, -1)),  # upper outer lip
+        (range(55, 60), range(59, 54, -1)),  # lower outer lip
+        (range(60, 65), range(64, 59, -1)),  # upper inner lip
+        (range(65, 68), range(67, 64, -1)),  # lower inner lip
+    )
+    partner = [0] * NUM_LANDMARKS
+    for points, partners in pairs:
+        for point, other in zip(points, partners, strict=True):
+            partner[point] = other
+    return tuple(partner)
+
+
+MIRRORED = _mirror_permutation()
+"""``MIRRORED[i]``: the landmark that point ``i`` becomes in a left-right mirror image (36 <-> 45, 48 <-> 54, ...)."""
+
+
 def _build_mean_face() -> np.ndarray:
     """Hand-built, anatomically plausible iBUG-68 mean face ``(68, 3)`` (x right, y down, z back)."""
     pts = np.zeros((NUM_LANDMARKS, 3), dtype=np.float64)
@@ -126,3 +150,26 @@ def inner_lip_opening(landmarks: Tensor) -> Tensor:
     """Distance between the middles of the inner lips, ``(..., 68, D)`` -> ``(...)`` (in the points'
     units, over their ``D`` coordinates)."""
     return (landmarks[..., LOWER_INNER_LIP, :] - landmarks[..., UPPER_INNER_LIP, :]).norm(dim=-1)
+
+
+def mirror_landmarks(landmarks: Tensor, width: int) -> Tensor:
+    """The landmarks of the left-right mirror image of a ``width`` pixels wide frame.
+
+    Args:
+        landmarks: ``(..., 68, D)`` points whose x are pixels (pixel centres at integers).
+
+    Returns:
+        ``(..., 68, D)``: x becomes ``width - 1 - x`` and each point takes its partner's place
+        (:data:`MIRRORED`), so index 36 is again the image-left eye's outer corner.
+    """
+    mirrored = landmarks[..., list(MIRRORED), :].clone()
+    mirrored[..., 0] = (width - 1) - mirrored[..., 0]
+    return mirrored
+
+
+def pixels_to_grid(points: Tensor, height: int, width: int) -> Tensor:
+    """Pixel x, y ``(..., 2)`` (pixel centres at integers) -> the ``[-1, 1]`` grid units of
+    ``grid_sample(align_corners=True)`` and of face-vid2vid's keypoints (-1 and 1 at the outer
+    pixel centres)."""
+    scale = points.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
+    return points * scale - 1.0

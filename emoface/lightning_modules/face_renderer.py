@@ -28,6 +28,9 @@ driving frame. Losses (each weight configurable, defaults those of the public vo
 * ``mouth`` and ``mouth_expression`` (off by default, not in the public recipe): an L1 inside the
   driving frame's mouth box, and keypoint 0's y delta tied to the inner lips' opening, both from
   the ``landmarks`` field;
+* ``landmark_guide`` (off by default; LivePortrait's landmark-guided keypoints, not in
+  face-vid2vid's recipe): the first keypoints of source and driving frame, projected to the
+  image, must land on chosen landmarks (``landmark_guide_points``) of their frames;
 * with a ``discriminator``: hinge GAN loss on the image pyramid and feature matching; the
   discriminator takes its own hinge step (manual optimization, two optimizers).
 
@@ -55,7 +58,14 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from emoface.geometry.keypoints import FACE_VID2VID_PI, bins_to_degrees, degrees_to_bins, keypoints_from_estimate
-from emoface.geometry.landmarks import MOUTH, inner_lip_opening, region_box_masks
+from emoface.geometry.landmarks import (
+    MOUTH,
+    NUM_LANDMARKS,
+    inner_lip_opening,
+    mirror_landmarks,
+    pixels_to_grid,
+    region_box_masks,
+)
 from emoface.geometry.rotations import mirror_euler
 from emoface.geometry.warps import RandomTPS
 from emoface.lightning_modules._figures import log_image_grid
@@ -197,6 +207,18 @@ class FaceRenderer(LightningModule):
             estimator what the landmarks already know, so that one keypoint moves with the jaw and
             the generator can learn to open the mouth with it. It trains during the pose warm-up
             too, with the pose (see benchmarks/renderer_learning.py, "The mouth").
+        landmark_guide_weight: weight of LivePortrait's landmark guidance: keypoint ``i`` of the
+            source and of the driving frame, its x, y in the image, must land on landmark
+            ``landmark_guide_points[i]`` of that frame; the loss is the mean squared distance in
+            pixels (LivePortrait takes a Wing loss on 10 eye and lip points; a squared error here,
+            as an L1 made the estimator give every frame the median mouth opening, see
+            ``mouth_expression_weight``). Needs the ``landmarks`` field. The keypoint prior's spread
+            leaves pairs of guided keypoints alone: their places are the landmarks'. Not in
+            face-vid2vid's recipe: its keypoints are unsupervised, and at 64 px no keypoint came
+            to follow the mouth, so the renderer drew every mouth closed. Trains during the pose
+            warm-up too (the keypoint detector and estimator only).
+        landmark_guide_points: the iBUG-68 landmark each of the first keypoints is guided to; the
+            default: the mouth corners (48, 54) and the middles of the outer lips (51, 57).
     """
 
     def __init__(
@@ -239,6 +261,8 @@ class FaceRenderer(LightningModule):
         mouth_weight: float = 0.0,
         mouth_margin: float = 0.25,
         mouth_expression_weight: float = 0.0,
+        landmark_guide_weight: float = 0.0,
+        landmark_guide_points: list[int] = [48, 51, 54, 57],  # noqa: B006
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -266,6 +290,18 @@ class FaceRenderer(LightningModule):
         if min(mouth_weight, mouth_margin, mouth_expression_weight) < 0:
             raise ValueError(f"mouth_weight, mouth_margin and mouth_expression_weight must be >= 0, got "
                              f"{mouth_weight}, {mouth_margin} and {mouth_expression_weight}")  # fmt: skip
+        if landmark_guide_weight < 0:
+            raise ValueError(f"landmark_guide_weight must be >= 0, got {landmark_guide_weight}")
+        num_kp = self.kp_detector.num_kp
+        if (
+            len(set(landmark_guide_points)) != len(landmark_guide_points)
+            or not all(0 <= point < NUM_LANDMARKS for point in landmark_guide_points)
+            or len(landmark_guide_points) > num_kp
+        ):
+            raise ValueError(
+                f"landmark_guide_points must be distinct iBUG-68 indices (0 to 67), at most one per keypoint "
+                f"({num_kp}), got {landmark_guide_points}"
+            )
         if warp_weight and not getattr(self.generator, "image_skip", False):
             raise ValueError("warp_weight scores the generator's warped source image: it needs a generator "
                              "with image_skip=True")  # fmt: skip
@@ -415,15 +451,42 @@ class FaceRenderer(LightningModule):
         units (2 / ``width`` per pixel), in the order of :meth:`pairs`. A mirror image opens alike."""
         return inner_lip_opening(driving_landmarks(batch, "mouth_expression_weight")[..., :2]) * (2.0 / width)
 
+    def guide_targets(self, batch: dict[str, Any], size: tuple[int, int], mirrored: Tensor | None = None) -> Tensor:
+        """``(B*T, 2, P, 2)`` the ``landmark_guide_points`` of each pair's source (index 0) and
+        driving frame (1), x, y in the keypoints' grid units, in the order of :meth:`pairs`; where
+        ``mirrored (B*T,)`` is set, those of the mirror images (:meth:`mirror_pairs`).
+
+        Raises:
+            KeyError: the batch has no ``landmarks`` (the datamodule's ``fields`` lack it).
+        """
+        driving = driving_landmarks(batch, "landmark_guide_weight")[..., :2]  # (B*T, 68, 2)
+        source = batch["source_landmarks"][..., :2].repeat_interleave(driving.shape[0] // batch["source_landmarks"].shape[0], 0)
+        both = torch.stack([source, driving], 1)  # (B*T, 2, 68, 2)
+        if mirrored is not None:
+            both = torch.where(mirrored.view(-1, 1, 1, 1), mirror_landmarks(both, size[1]), both)
+        points = both[:, :, list(self.hparams.landmark_guide_points)]
+        return pixels_to_grid(points, *size)
+
+    def landmark_guide_loss(self, kp_source: Tensor, kp_driving: Tensor, targets: Tensor, size: tuple[int, int]) -> Tensor:
+        """``landmark_guide_weight`` x the mean squared distance, in pixels of a ``size`` ``(H, W)``
+        frame, between the first P keypoints ``(N, K, 3)`` of source and driving, x and y, and
+        their landmarks ``targets (N, 2, P, 2)`` (:meth:`guide_targets`)."""
+        p = targets.shape[2]
+        keypoints = torch.stack([kp_source[:, :p, :2], kp_driving[:, :p, :2]], 1)
+        to_pixels = targets.new_tensor([(size[1] - 1) / 2, (size[0] - 1) / 2])
+        squared = ((keypoints - targets) * to_pixels).pow(2).sum(-1)
+        return self.hparams.landmark_guide_weight * squared.mean()
+
     # ------------------------------------------------------------------------------------------
     # Losses
     def generator_losses(
         self, source: Tensor, driving: Tensor, euler: Tensor, mouth_masks: Tensor | None = None,
-        mouth_opening: Tensor | None = None,
+        mouth_opening: Tensor | None = None, guide_targets: Tensor | None = None,
     ) -> tuple[dict[str, Tensor], dict]:
         """Weighted losses of the keypoint detector, estimator and generator, and the outputs;
-        ``mouth_masks (N, 1, H, W)`` (:meth:`mouth_masks`) adds the ``mouth`` loss and
-        ``mouth_opening (N,)`` (:meth:`mouth_opening`) the ``mouth_expression`` loss."""
+        ``mouth_masks (N, 1, H, W)`` (:meth:`mouth_masks`) adds the ``mouth`` loss,
+        ``mouth_opening (N,)`` (:meth:`mouth_opening`) the ``mouth_expression`` loss and
+        ``guide_targets (N, 2, P, 2)`` (:meth:`guide_targets`) the ``landmark_guide`` loss."""
         hp = self.hparams
         out = self.reconstruct(source, driving)
         real, fake = self.pyramid(driving), self.pyramid(out["prediction"])
@@ -455,6 +518,9 @@ class FaceRenderer(LightningModule):
             kp = out["kp_driving"]
             squared = torch.cdist(kp, kp).pow(2)  # (N, K, K)
             off_diagonal = ~torch.eye(kp.shape[1], dtype=torch.bool, device=kp.device)
+            if hp.landmark_guide_weight and guide_targets is not None:
+                guided = torch.arange(kp.shape[1], device=kp.device) < guide_targets.shape[2]
+                off_diagonal &= ~(guided[:, None] & guided[None, :])  # the landmarks place those
             # Sum over ordered pairs of the batch-mean hinge (the public definition, without the
             # constant diagonal terms, which carry no gradient).
             spread = F.relu(hp.keypoint_min_distance - squared)[:, off_diagonal].mean(0).sum()
@@ -466,6 +532,9 @@ class FaceRenderer(LightningModule):
             losses["expression"] = hp.expression_weight * he["exp"].abs().sum(-1).mean()
         if hp.mouth_expression_weight and mouth_opening is not None:
             losses["mouth_expression"] = self.mouth_expression_loss(he, mouth_opening, driving.shape[-1])
+        if hp.landmark_guide_weight and guide_targets is not None:
+            size = driving.shape[-2:]
+            losses["landmark_guide"] = self.landmark_guide_loss(out["kp_source"], out["kp_driving"], guide_targets, size)
         return losses, out
 
     def mouth_expression_loss(self, he: dict[str, Tensor], mouth_opening: Tensor, width: int) -> Tensor:
@@ -548,19 +617,29 @@ class FaceRenderer(LightningModule):
             mouth = self.mouth_masks(batch, driving.shape[-2:])
         if self.hparams.mouth_expression_weight:
             opening = self.mouth_opening(batch, driving.shape[-1])
+        mirrored = None
         if self.hparams.horizontal_flip:
             mirrored = torch.rand(driving.shape[0], device=driving.device) < 0.5
             source, driving, euler = self.mirror_pairs(source, driving, euler, mirrored)
             if mouth is not None:
                 mouth = torch.where(mirrored.view(-1, 1, 1, 1), mouth.flip(-1), mouth)
+        guide = None
+        if self.hparams.landmark_guide_weight:
+            guide = self.guide_targets(batch, driving.shape[-2:], mirrored)
         if self.global_step < self.hparams.pose_warmup_steps:
             # The estimator alone learns the head pose first (see ``pose_warmup_steps``): only its
-            # parameters get gradients, so the optimizer leaves every other network as it is;
+            # parameters get gradients (and, with ``landmark_guide_weight``, the keypoint
+            # detector's), so the optimizer leaves every other network as it is;
             # with ``warmup_autoencode`` the generator learns to draw through the identity warp.
             he = self.estimate(driving)
             losses = self.pose_losses(he, euler)
             if opening is not None:  # the jaw keypoint is learned with the pose
                 losses["mouth_expression"] = self.mouth_expression_loss(he, opening, driving.shape[-1])
+            if guide is not None:  # so are the guided keypoints (detector and estimator only)
+                kp_canonical = self.kp_detector(source)["value"]
+                kp_source = self.keypoints(kp_canonical, self.estimate(source))
+                size = driving.shape[-2:]
+                losses["landmark_guide"] = self.landmark_guide_loss(kp_source, self.keypoints(kp_canonical, he), guide, size)
             if self.hparams.warmup_autoencode:
                 losses.update(self.autoencode_losses(driving))
             loss = sum(losses.values())
@@ -578,7 +657,7 @@ class FaceRenderer(LightningModule):
             return
         if opt_d is not None:
             self.toggle_optimizer(opt_g)  # no discriminator gradients from the generator's losses
-        losses, out = self.generator_losses(source, driving, euler, mouth, opening)
+        losses, out = self.generator_losses(source, driving, euler, mouth, opening, guide)
         loss = sum(losses.values())
         opt_g.zero_grad()
         self.manual_backward(loss)
