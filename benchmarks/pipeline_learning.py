@@ -204,7 +204,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
-    parser.add_argument("--renderer-steps", type=int, default=4000, help="renderer training steps (config: 4000)")
+    parser.add_argument("--renderer-steps", type=int, default=5000, help="renderer training steps (config: 5000)")
     parser.add_argument("--l2k-steps", type=int, default=3000, help="stage-2 training steps (config: 3000)")
     parser.add_argument("--s2l-epochs", type=int, default=12, help="stage-1 epochs (benchmarks/s2l_learning.py: 12)")
     parser.add_argument("--sync-epochs", type=int, default=3, help="SyncNet epochs (evaluators recipe: 3)")

@@ -195,9 +195,10 @@ class FaceRenderer(LightningModule):
             images add identities and poses the estimator has not seen.
         mouth_weight: weight of an L1 between prediction and driving frame inside the box of the
             driving frame's mouth landmarks (mean over the box; needs the datamodule's ``landmarks``
-            field). Not in the public recipe: at 64 px the mouth is about 1 % of the frame, and the
-            whole-frame losses alone left the estimator's expression deltas still, so the renderer
-            drew every mouth closed (see benchmarks/renderer_learning.py).
+            field). Not in the public recipe: at 64 px the mouth is about 1 % of the frame. Alone it
+            did not open the drawn mouths (no keypoint said where they open); with
+            ``landmark_guide_weight`` it makes the generator draw the dark inside of an open mouth
+            (configs/renderer_small.yaml; see benchmarks/renderer_learning.py, "The mouth").
         mouth_margin: that box grown on every side by this fraction of its larger side.
         mouth_expression_weight: weight of a squared error, in pixels, between the expression delta
             of keypoint 0 along y (down) and the driving frame's mouth opening (inner lips, landmarks
@@ -460,7 +461,9 @@ class FaceRenderer(LightningModule):
             KeyError: the batch has no ``landmarks`` (the datamodule's ``fields`` lack it).
         """
         driving = driving_landmarks(batch, "landmark_guide_weight")[..., :2]  # (B*T, 68, 2)
-        source = batch["source_landmarks"][..., :2].repeat_interleave(driving.shape[0] // batch["source_landmarks"].shape[0], 0)
+        # The datamodule adds the source frame's landmarks with the landmarks field.
+        source = batch["source_landmarks"][..., :2]  # (B, 68, 2)
+        source = source.repeat_interleave(driving.shape[0] // source.shape[0], 0)
         both = torch.stack([source, driving], 1)  # (B*T, 2, 68, 2)
         if mirrored is not None:
             both = torch.where(mirrored.view(-1, 1, 1, 1), mirror_landmarks(both, size[1]), both)
