@@ -62,30 +62,33 @@ script retrained stage 2 on it, reusing the earlier run's stage 1 and evaluators
         --emotion-fan P/evaluators/emotion_fan.pth --cache-dir P/data/cache \
         --motion-cache-dir R/data-free-motion/cache
 
-(365-383 s each: L2K 263-281 s, the rest scoring). With the config's renderer (5000 steps) /
-the same config stopped at 4000 steps:
+(365-410 s each: L2K 263-297 s, the rest scoring). With the config's renderer (5000 steps,
+``mouth_weight`` 20) / the same with ``mouth_weight`` 10 / that one stopped at 4000 steps:
 
-    | method                                               | PSNR          | SSIM          | keypoint error  |
-    | L2K + renderer (real relocated landmarks)            | 24.78 / 24.67 | 0.776 / 0.772 | 0.0680 / 0.0673 |
-    | renderer reconstruction (estimator keypoints)        | 24.92 / 24.68 | 0.779 / 0.771 | -               |
-    | source frame repeated                                | 21.13         | 0.641         | -               |
-    | renderer driven by the source's keypoints held still | 21.67 / 21.71 | 0.649 / 0.649 | 0.2373 / 0.2302 |
+    | method                                               | PSNR                  | keypoint error           |
+    | L2K + renderer (real relocated landmarks)            | 24.54 / 24.78 / 24.67 | 0.0627 / 0.0680 / 0.0673 |
+    | renderer reconstruction (estimator keypoints)        | 24.69 / 24.92 / 24.68 | -                        |
+    | source frame repeated                                | 21.13                 | -                        |
+    | renderer driven by the source's keypoints held still | 21.93 / 21.67 / 21.71 | 0.2297 / 0.2373 / 0.2302 |
 
-    | videos                  | LSE-C         | LSE-C shifted 8 | median offset | abs(offset) <= 1 | emotion accuracy |
-    | generated               | 3.807 / 4.832 | 4.457 / 5.399   | 0 / 0         | 50 % / 73 %      | 0.386 / 0.364    |
-    | real                    | 15.36         | 13.54           | 0             | 100 %            | 0.841            |
-    | renderer reconstruction | 4.447 / 4.133 | 4.898 / 4.595   | 0 / 0         | 57 % / 45 %      | 0.364 / 0.295    |
+    (SSIM of the L2K row 0.763 / 0.776 / 0.772, the still source's 0.641)
 
-    generated head yaw against stage 1's yaw: r 0.939 / 0.897
+    | videos                  | LSE-C                 | abs(offset) <= 1 | emotion accuracy      |
+    | generated               | 6.621 / 3.807 / 4.832 | 95 / 50 / 73 %   | 0.318 / 0.386 / 0.364 |
+    | real                    | 15.36                 | 100 %            | 0.841                 |
+    | renderer reconstruction | 5.424 / 4.447 / 4.133 | 75 / 57 / 45 %   | 0.250 / 0.364 / 0.295 |
 
-With the 4000-step renderer every criterion passes (exit status 0; that renderer's pitch r, 0.896,
-fails its own proof); with the config's 5000-step one lip sync fails (50 % of clips, 60 % asked)
-and the other four pass. The lips now follow the speech on half to three quarters of the clips,
-where before the renderer drew no mouth motion at all (0 %, below): the 60 % line sits inside the
-spread between two renderers of the same recipe. The renderer's own reconstruction (no stage 1 or
-2) is no better than the generated videos: what limits lip sync is still how clearly the 64 px
-renderer draws an open mouth (smaller and paler than the real ones in image grids), not stage 1
-or 2.
+    (median offset 0 in every row; LSE-C with the audio shifted by 8 frames: generated
+    6.929 / 4.457 / 5.399, reconstruction 5.701 / 4.898 / 4.595)
+    generated head yaw against stage 1's yaw: r 0.882 / 0.939 / 0.897
+
+With the config's renderer every criterion passes (exit status 0), and so does its renderer proof.
+With ``mouth_weight`` 10 lip sync passed after 4000 steps (73 %; that renderer's pitch, 0.896,
+failed its own proof) and failed after 5000 (50 %): what limits lip sync is how clearly the 64 px
+renderer draws an open mouth, and the stronger mouth loss draws it more clearly (its own
+reconstruction of real frames in sync on 75 % of clips, against 45-57 %). The generated videos'
+emotion accuracy (0.32) stays far below the real videos' (0.84): at 64 px through this renderer the
+expression reads poorly (its reconstructions of the real videos score 0.25).
 
 Before the mouth options (2026-12-04, the defaults, with the renderer that
 ``benchmarks/renderer_learning.py``'s default run trained then, 4000 steps, 19 min, and its

@@ -8,8 +8,8 @@ has the generator's image skip, the warp loss, the estimator's angles set by the
 alone, the learning rate / 10 for the last quarter of the run (``lr_decay_at: 0.75``: step 1650
 of this test's 2200), training pairs mirrored at random (``horizontal_flip``; issue 25) and, since
 2026-12-04, the mouth's landmark guide and loss (``landmark_guide_weight``, ``mouth_weight``). With
-them the benchmark's default run (now 5000 steps, 25 min of training) scored driven 24.92 dB, held
-still 21.67, yaw / pitch r 0.987 / 0.925. Before them, its run (4000 steps, ``python
+them the benchmark's default run (now 5000 steps, 23 min of training) scored driven 24.69 dB, held
+still 21.93, yaw / pitch r 0.990 / 0.908. Before them, its run (4000 steps, ``python
 benchmarks/renderer_learning.py --threads 2``, seed 0, 2-core Intel Xeon, 2026-12-04, 19 min of
 training) scored on the held-out actors (44 clips)
 
