@@ -40,6 +40,7 @@ def test_batches_follow_the_documented_contract(mead_cache_128: Path) -> None:
         "ref_normalized_landmarks": ((b, 68, 3), torch.float32), "ref_frame": ((b, 3, h, h), torch.uint8),
         "source_frame": ((b, 3, h, h), torch.uint8), "source_index": ((b,), torch.long),
         "source_euler": ((b, 3), torch.float32), "source_relocated": ((b, 70, 3), torch.float32),
+        "source_landmarks": ((b, 68, 3), torch.float32),
     }  # fmt: skip
     assert set(batch) == set(expected) | {"clip"}
     for key, (shape, dtype) in expected.items():

@@ -472,7 +472,7 @@ def test_mouth_loss_scores_the_driving_mouth_box_mirrored_with_its_pair() -> Non
         items.append({**item, "landmarks": landmarks})
     seen = []
     generator_losses = system.generator_losses
-    system.generator_losses = lambda s, d, e, m, o: seen.append((d.detach().clone(), m.clone())) or generator_losses(s, d, e, m, o)
+    system.generator_losses = lambda s, d, e, m, o, *rest: seen.append((d.detach().clone(), m.clone())) or generator_losses(s, d, e, m, o, *rest)
     torch.manual_seed(3)
     _fit_steps(system, 4, loader=torch.utils.data.DataLoader(items, batch_size=2))
     mirrored_count = 0
