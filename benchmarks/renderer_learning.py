@@ -506,8 +506,8 @@ def table(result: dict[str, Any]) -> str:
         keypoint, axis = divmod(result["mouth_expression_component"], 3)
         lines += ["", f"mouth: of the estimator's expression deltas, the one that follows the inner-lip opening "
                   f"(landmarks 62 to 66) best (keypoint {keypoint}, {'xyz'[axis]}) correlates "
-                  f"|r| {result['mouth_expression_correlation']:.3f} with it; near 0, the renderer draws no mouth "
-                  "motion"]  # fmt: skip
+                  f"|r| {result['mouth_expression_correlation']:.3f} with it (0.14 for the renderer that drew no mouth motion; "
+                  "guided keypoints move with the lips through their posed places, not one delta)"]  # fmt: skip
     if "mouth_brightness_correlation" in result:
         lines.append(f"mouth drawn: the reconstruction's mouth box (landmarks 48 to 67) brightens and darkens with the "
                      f"driving frame's (an open mouth is dark inside) with r {result['mouth_brightness_correlation']:.3f} "
