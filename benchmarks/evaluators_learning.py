@@ -315,6 +315,15 @@ def margin(value: float, threshold: float) -> str:
 
 def criteria(sync: dict[str, dict[str, float]], emotion: dict[str, Any]) -> list[tuple[str, bool]]:
     """Every criterion as ``(text with its figures and margin, passed)``."""
+    return [*sync_criteria(sync), (
+        f"emotion accuracy on held-out actors {', '.join(emotion['actors'])} >= {MIN_EMOTION_ACCURACY} "
+        f"({emotion['accuracy']:.3f} over {emotion['clips']} clips) {margin(emotion['accuracy'], MIN_EMOTION_ACCURACY)}",
+        emotion["accuracy"] >= MIN_EMOTION_ACCURACY,
+    )]  # fmt: skip
+
+
+def sync_criteria(sync: dict[str, dict[str, float]]) -> list[tuple[str, bool]]:
+    """SyncNet's criteria (of :func:`evaluate_sync`'s results) as ``(text, passed)``."""
     in_sync, shifted = sync["in sync"], sync[f"audio delayed {SYNC_SHIFT}"]
     checks = [
         (f"LSE-C in sync > LSE-C with audio shifted by {SYNC_SHIFT} frames "
@@ -330,11 +339,6 @@ def criteria(sync: dict[str, dict[str, float]], emotion: dict[str, Any]) -> list
              f"(median {row['median_offset']:+.0f}, {row['offset_hit_rate']:.0%} of {row['clips']:.0f} clips "
              f">= {MIN_OFFSET_HIT_RATE:.0%}) {margin(row['offset_hit_rate'], MIN_OFFSET_HIT_RATE)}", ok)
         )  # fmt: skip
-    checks.append(
-        (f"emotion accuracy on held-out actors {', '.join(emotion['actors'])} >= {MIN_EMOTION_ACCURACY} "
-         f"({emotion['accuracy']:.3f} over {emotion['clips']} clips) {margin(emotion['accuracy'], MIN_EMOTION_ACCURACY)}",
-         emotion["accuracy"] >= MIN_EMOTION_ACCURACY)
-    )  # fmt: skip
     return checks
 
 

@@ -86,6 +86,93 @@ def trained_evaluators(evaluators_mead_cache: Path, tmp_path_factory: pytest.Tem
     return {"results": results, "criteria": checks, "args": args}
 
 
+# ----------------------------------------------------------------- the slow pipeline checks (issue 25)
+# Trained once per CI run and shared by its lanes (tests/trained_once.py): the renderer and stage 2
+# on the free-motion data (lane 1), stage 1 and the SyncNet that judges lip sync on the default
+# data (lane 0 trains them first; lane 1 reuses them, or waits for them).
+PIPELINE_L2K_STEPS = 3000  # configs/l2k.yaml's and benchmarks/pipeline_learning.py's default
+PIPELINE_S2L_EPOCHS = 12  # benchmarks/pipeline_learning.py's default (benchmarks/s2l_learning.py's)
+PIPELINE_SYNC_EPOCHS = 3  # the evaluators' recipe
+
+
+def _slow_threads() -> None:
+    """Train with the threads the run was given (CI's slow lanes: 1, beside another lane; else 2)."""
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture(scope="session")
+def free_motion_cache() -> Path:
+    """benchmarks/renderer_learning.py's cache: 24 free-motion mini-MEAD actors at 64 px (2 held out)."""
+    from benchmark_support import load_benchmark
+    from trained_once import trained_once
+
+    bench = load_benchmark("renderer_learning")
+    return trained_once(f"free-motion-data-s{SLOW_SEED}", lambda root: bench.build_cache(root, seed=SLOW_SEED))
+
+
+@pytest.fixture(scope="session")
+def pipeline_cache() -> Path:
+    """benchmarks/pipeline_learning.py's default-data cache: the same 24 actors and clips as
+    ``free_motion_cache`` without the free motion (stage 1's and SyncNet's data)."""
+    from benchmark_support import load_benchmark
+    from trained_once import trained_once
+
+    bench = load_benchmark("pipeline_learning")
+    return trained_once(f"pipeline-data-s{SLOW_SEED}", lambda root: bench.build_cache(root, False, SLOW_SEED))
+
+
+@pytest.fixture(scope="session")
+def trained_renderer(free_motion_cache: Path) -> Path:
+    """configs/renderer_small.yaml as it ships (its 5000 steps) through `emoface fit`, by
+    benchmarks/renderer_learning.py's ``train``: the last checkpoint."""
+    from benchmark_support import load_benchmark
+    from trained_once import trained_once
+
+    bench = load_benchmark("renderer_learning")
+    _slow_threads()
+    return trained_once(f"renderer-s{SLOW_SEED}", lambda root: bench.train(free_motion_cache, root / "run", SLOW_SEED))
+
+
+@pytest.fixture(scope="session")
+def trained_l2k(trained_renderer: Path, free_motion_cache: Path) -> Path:
+    """configs/l2k.yaml on ``trained_renderer`` for ``PIPELINE_L2K_STEPS`` steps, as
+    benchmarks/pipeline_learning.py trains it: the last checkpoint."""
+    from benchmark_support import load_benchmark
+    from trained_once import trained_once
+
+    bench = load_benchmark("pipeline_learning")
+    _slow_threads()
+    return trained_once(f"l2k-s{SLOW_SEED}", lambda root: bench.train_l2k(
+        trained_renderer, free_motion_cache, root / "l2k", SLOW_SEED, "cpu", PIPELINE_L2K_STEPS))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pipeline_s2l(pipeline_cache: Path) -> Path:
+    """Stage 1 as benchmarks/pipeline_learning.py trains it (configs/s2l.yaml, ``PIPELINE_S2L_EPOCHS``)."""
+    from benchmark_support import load_benchmark
+    from trained_once import trained_once
+
+    bench = load_benchmark("pipeline_learning")
+    _slow_threads()
+    return trained_once(f"pipeline-s2l-s{SLOW_SEED}", lambda root: bench.train_s2l(
+        pipeline_cache, root / "s2l", SLOW_SEED, "cpu", PIPELINE_S2L_EPOCHS))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pipeline_syncnet(pipeline_cache: Path) -> Path:
+    """The SyncNet benchmarks/pipeline_learning.py judges lip sync with (64 px, the evaluators'
+    recipe, ``PIPELINE_SYNC_EPOCHS`` epochs on the training actors)."""
+    from benchmark_support import load_benchmark
+    from trained_once import trained_once
+
+    bench = load_benchmark("pipeline_learning")
+    _slow_threads()
+    return trained_once(f"pipeline-syncnet-s{SLOW_SEED}", lambda root: bench.train_syncnet(
+        pipeline_cache, root, SLOW_SEED, bench.crop_size(pipeline_cache), PIPELINE_SYNC_EPOCHS, "cpu"))  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The three stages trained through `emoface fit` as a user runs them, with the tiny overlays of

@@ -154,7 +154,7 @@ class FaceRenderer(LightningModule):
         lr_decay_at: instead of ``lr_milestones``, the fraction of the run's optimizer steps
             (``trainer.max_steps``, or ``max_epochs`` epochs) after which the learning rate is divided
             by 10. Unlike an epoch milestone it falls at the same point of a run of any length or data
-            size (renderer_small: step 3000 of the benchmark's 4000, 1650 of the slow test's 2200).
+            size (renderer_small: step 3750 of its 5000).
         val_lpips: also compute LPIPS in validation (needs the AlexNet weights file).
         lpips_backbone_weights: that file (``None``: the torch hub cache).
         image_log_every_n_epochs: log the source | driving | prediction grid every n validation
