@@ -16,3 +16,11 @@ def load_benchmark(name: str) -> ModuleType:
     assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
+
+
+def print_checks(checks: list[tuple[str, bool]]) -> list[str]:
+    """Print a benchmark's ``(text, passed)`` criteria as ``[PASS]`` / ``[FAIL]`` lines; returns the
+    failed ones' texts."""
+    for text, ok in checks:
+        print(f"[{'PASS' if ok else 'FAIL'}] {text}")
+    return [text for text, ok in checks if not ok]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmark_support import load_benchmark
+from benchmark_support import load_benchmark, print_checks
 
 MIN_MOUTH_CORRELATION = 0.8  # median over clips; measured 0.992
 YAW_STD_RATIO = (0.5, 2.0)  # stage 1's head motion against the real clips'; measured 1.18
@@ -66,7 +66,6 @@ def test_pipeline_syncnet_finds_the_real_clips_in_sync_and_planted_offsets(
     sync = evaluators.evaluate_sync(pipeline.load_syncnet(pipeline_syncnet).eval(), pipeline_cache)
     print(evaluators.sync_table(sync))
     checks = evaluators.sync_criteria(sync)
-    for text, ok in checks:
-        print(f"[{'PASS' if ok else 'FAIL'}] {text}")
-    assert all(ok for _, ok in checks), [text for text, ok in checks if not ok]
+    failed = print_checks(checks)
+    assert not failed, failed
     assert sync["in sync"]["offset_hit_rate"] >= MIN_REAL_IN_SYNC

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from benchmark_support import load_benchmark
+from benchmark_support import load_benchmark, print_checks
 from conftest import SLOW_SEED
 
 
@@ -92,10 +92,8 @@ def test_renderer_learning_criteria(renderer_run: dict[str, Any]) -> None:
     the 3 dB asked): they are reported as an expected failure when they fail, the others are
     asserted above."""
     checks = renderer_run["bench"].criteria(renderer_run["result"])
-    for text, ok in checks:
-        print(f"[{'pass' if ok else 'FAIL'}] {text}")
+    failed = print_checks(checks)
     assert len(checks) >= 5
-    failed = [text for text, ok in checks if not ok]
     if failed:
         pytest.xfail("issue 25's criteria not met by this run: " + "; ".join(failed))
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import torch
-from benchmark_support import load_benchmark
+from benchmark_support import load_benchmark, print_checks
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +70,7 @@ def pipeline_result(pipeline_bench: Any, trained_l2k: Path, trained_renderer: Pa
 
 
 def assert_all(checks: list[tuple[str, bool]]) -> None:
-    for text, ok in checks:
-        print(f"[{'PASS' if ok else 'FAIL'}] {text}")
-    failed = [text for text, ok in checks if not ok]
+    failed = print_checks(checks)
     assert not failed, "; ".join(failed)
 
 
@@ -105,8 +103,8 @@ def test_videos_from_audio_lip_sync(pipeline_bench: Any, pipeline_result: dict[s
     are in sync on 9 % of clips, against 75 %). Reported as an expected failure while a run misses it."""
     checks = [check for check in pipeline_bench.pipeline_criteria(pipeline_result) if "offset" in check[0]]
     assert len(checks) == 1
+    print_checks(checks)
     text, ok = checks[0]
-    print(f"[{'PASS' if ok else 'FAIL'}] {text}")
     reconstruction = pipeline_result[pipeline_bench.RECONSTRUCTED]["offset_within"]
     print(f"the renderer's reconstructions of the real frames: in sync on {reconstruction:.0%} of clips")
     if not ok:
