@@ -44,7 +44,14 @@ the config before the mouth options (4000 steps) passed with 0.919 on seed 0 but
 ``--seed 1`` (driven 24.03, held still 21.65, pitch r 0.858; PSNR margin -0.10 dB). The estimator's
 pitch error on the validation actor swings between 2.9 and 4.0 deg over the last 2000 steps of a
 run (about 7 deg, a constant guess's error, until step 2500): it is learned late and read noisily at
-64 px.
+64 px. An exponential moving average of the weights does not steady it (2026-12-05, both one-thread
+runs again, EMAs from step 1250 kept beside the raw weights of the same run, so the comparison is
+paired): pitch r with EMA decay 0.998 / 0.999 / 0.9995 0.869 / 0.852 / 0.818 against 0.865 raw
+(seed 0) and 0.875 / 0.870 / 0.847 against 0.881 (seed 1); driven 24.59 / 24.46 / 23.76 dB against
+24.65 (seed 0). The late weights are the best ones, not noisy ones; no EMA is shipped. (The seed-0
+raw run repeated the figures above exactly on the same cache; the seed-1 run, on another build of
+the same data, scored 24.48 / 22.04 dB, pitch 0.881: mini-MEAD's video encoding is not
+bit-reproducible.)
 
 Why it collapsed. With the public recipe trained from scratch, the dense motion collapses onto its
 "no motion" candidate within the first 100 steps, on the default and on the free-motion data
