@@ -50,8 +50,9 @@ paired): pitch r with EMA decay 0.998 / 0.999 / 0.9995 0.869 / 0.852 / 0.818 aga
 (seed 0) and 0.875 / 0.870 / 0.847 against 0.881 (seed 1); driven 24.59 / 24.46 / 23.76 dB against
 24.65 (seed 0). The late weights are the best ones, not noisy ones; no EMA is shipped. (The seed-0
 raw run repeated the figures above exactly on the same cache; the seed-1 run, on another build of
-the same data, scored 24.48 / 22.04 dB, pitch 0.881: mini-MEAD's video encoding is not
-bit-reproducible.)
+the same data, scored 24.48 / 22.04 dB, pitch 0.881: mini-MEAD's videos were not bit-reproducible,
+x264's mbtree encoding the same frames differently from run to run. Since generator version 3 they
+are written without it, the same frames in every build.)
 
 Why it collapsed. With the public recipe trained from scratch, the dense motion collapses onto its
 "no motion" candidate within the first 100 steps, on the default and on the free-motion data

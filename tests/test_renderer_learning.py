@@ -20,9 +20,10 @@ CI trains like the second, with one thread beside another lane):
 keypoints' 2 dB, yaw) with room; the PSNR margin over the 3 dB asked is +0.01 to +0.56 dB and the
 pitch fails two runs of three. The first full `.ci/run` of this test (2026-12-05, one thread, the
 renderer's lane 2906 s) met every criterion. Training repeats itself on the same cache (seed 0, one
-thread: the same figures twice), but each CI run builds its own cache and mini-MEAD's videos are not
-bit-reproducible (libx264 through PyAV, one thread: the same frames encode to different bytes from
-run to run), so CI's runs differ. So ``test_renderer_warps_by_its_keypoints_and_reads_the_pose``
+thread: the same figures twice), but each CI run builds its own cache, and until mini-MEAD's
+generator version 3 its videos were not bit-reproducible (libx264's mbtree, even with one thread,
+encoded the same frames to different pixels from run to run), so CI's runs differed. Now every CI run
+trains on the same pixels; the figures above are from generator 2's builds. So ``test_renderer_warps_by_its_keypoints_and_reads_the_pose``
 asserts the bounds every run met (3 dB relaxed to 2.5, pitch 0.9 to 0.8) and
 ``test_renderer_learning_criteria`` checks the issue's own thresholds, an expected failure while a
 run misses one.

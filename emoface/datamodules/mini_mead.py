@@ -28,8 +28,9 @@ emotion-dependent pitch and energy) at 16 kHz. Frames are shaded renderings (ski
 sclera, iris and pupil, nose, lips and mouth interior). Ground truth per clip is written to a
 sidecar ``<actor>/groundtruth/<emotion>/level_<k>/<nnn>.npz`` (keys in docs/data_format.md),
 and ``mini_mead.json`` at the root records the generation settings and a speaker split.
-Everything is deterministic for a seed. :data:`GENERATOR_VERSION` is part of the embedded
-data module's cache key, so caches made by an older generator are never mixed in.
+Everything is deterministic for a seed, the decoded video frames included. :data:`GENERATOR_VERSION`
+is part of the embedded data module's cache key, so caches made by an older generator are never
+mixed in.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ from emoface.progress import ProgressReport
 
 FPS = 25
 SAMPLE_RATE = 16000
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever generated content changes (2: prosody-driven head motion, emotion-dependent
-saccade rates, blinks); recorded in ``mini_mead.json`` and part of the embedded cache's key."""
+saccade rates, blinks; 3: videos encoded without x264's mbtree, the same pixels in every build);
+recorded in ``mini_mead.json`` and part of the embedded cache's key."""
 FREE_MOTION_VERSION = 1
 """Version of the free head motion (:func:`free_head_motion`); bumped whenever it changes what a
 free-motion tree holds. Recorded in its ``mini_mead.json`` and part of its embedded cache's key."""

@@ -331,8 +331,12 @@ class VideoWriter:
             stream = self._container.add_stream("libx264", rate=self._rate)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(self.crf), "preset": "veryfast"}
-            # One encoder thread: x264's threaded encoding is not bit-reproducible, and datasets must be.
+            # mbtree off: with x264's macroblock-tree rate control the same frames encoded to different
+            # bytes from run to run, even with one thread (pixels up to 41 levels apart once decoded,
+            # so a mini-MEAD of one seed differed between builds; with asm=0 it did not, an assembly
+            # routine's doing). Without it every encoding of the same frames is the same file.
+            stream.options = {"crf": str(self.crf), "preset": "veryfast", "x264-params": "mbtree=0"}
+            # One encoder thread: x264's threaded encoding is not bit-reproducible either.
             stream.codec_context.thread_count = 1
             self._stream = stream
             if self.audio is not None:
