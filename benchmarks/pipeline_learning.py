@@ -103,8 +103,10 @@ seed 0, the renderer trained with one thread as CI trains it, this script with t
 evaluators above, 384 s): L2K 24.39 dB against 21.10 (source repeated) / 21.75 (held still),
 keypoint error 0.0602 against 0.2136, generated head yaw r 0.906, emotion accuracy 0.295; lip
 sync on 32 % of the generated clips (median offset 0) and on 23 % of the reconstructions. Every
-criterion but lip sync passes. CI's run of the config before (one thread, its own SyncNet): 27 %
-and 23 %.
+criterion but lip sync passes. CI's run of this config (commit 17a7959; stage 2 with one thread, its
+own SyncNet and stage 1, trained the same way on the same data in every CI run) scored the same
+renderer and L2K figures (24.40 dB, 0.0602) and lip sync on 52 % of the generated clips, 20 % of
+the reconstructions; its run of the config before (commit f910f04): 27 % and 23 %.
 
 Before the mouth options (2026-12-04, the defaults, with the renderer that
 ``benchmarks/renderer_learning.py``'s default run trained then, 4000 steps, 19 min, and its

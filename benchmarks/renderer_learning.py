@@ -29,7 +29,8 @@ config as it ships, the landmark guide on the inner lips' middles too (below, "T
 as CI trains it (``python benchmarks/renderer_learning.py --threads 1``, seed 0, training 2025 s
 beside another one-thread run): driven 24.43 dB against 21.10 for the still source (+3.33 dB, 3
 asked), SSIM 0.760 / 0.641, 2.68 dB above itself driven by the source's keypoints held still
-(21.75), yaw / pitch / roll r 0.991 / 0.925 / 0.961. Without the inner lips (CI's run of the
+(21.75), yaw / pitch / roll r 0.991 / 0.925 / 0.961; CI's run (commit 17a7959, renderer 2076 s)
+repeated every figure. Without the inner lips (CI's run of the
 config before, the same data and seed) it scored 23.94 / 21.93 dB, SSIM 0.729, pitch 0.937: the
 PSNR margin -0.16 dB short and the keypoints' 2 dB met by 0.008 dB.
 
@@ -288,8 +289,9 @@ the angle table reads 0.41-0.47 with the mouth options against 0.28 without. Gri
 frames (``mouth_weight`` 10) still show the drawn mouths smaller and paler than the real ones.
 On generator-3 data (one thread, seed 0) two more keypoints on the inner lips' middles (62, 66),
 the edges of the open mouth's dark inside, raised the PSNR by 0.5 dB and the keypoints' margin from
-2.01 to 2.68 dB (table above), but lip sync did not follow: reconstructions in sync on 23 % of the
-clips with them and without, videos from audio on 32 % (27 % without, by CI's SyncNet; 60 % asked).
+2.01 to 2.68 dB (table above). Lip sync from audio rose, but stays short of the 60 % asked: in
+CI's runs (the same SyncNet, trained alike on the same data) videos from audio in sync on 52 % of
+the clips with them against 27 % without, the reconstructions on 20 % against 23 %.
 A stronger mouth loss (``mouth_weight`` 40) changed neither the mouth drawn nor the PSNR.
 
 The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
