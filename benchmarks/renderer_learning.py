@@ -32,7 +32,10 @@ asked), SSIM 0.760 / 0.641, 2.68 dB above itself driven by the source's keypoint
 (21.75), yaw / pitch / roll r 0.991 / 0.925 / 0.961; CI's run (commit 17a7959, renderer 2076 s)
 repeated every figure. Without the inner lips (CI's run of the
 config before, the same data and seed) it scored 23.94 / 21.93 dB, SSIM 0.729, pitch 0.937: the
-PSNR margin -0.16 dB short and the keypoints' 2 dB met by 0.008 dB.
+PSNR margin -0.16 dB short and the keypoints' 2 dB met by 0.008 dB. With ``--seed 1`` the order
+turns: with / without the inner lips driven 24.49 / 24.85 dB (held still 21.71 / 21.73), SSIM 0.758
+/ 0.776, pitch r **0.880** / 0.937 (training 2118 / 2068 s, side by side): the inner lips' effect is
+within the spread between seeds, and each config meets every criterion with one seed of two.
 
 Before the inner lips (generator 2): every criterion passed in the default run below, but
 not in every run: the same config trained with one thread (``--threads 1``, as CI trains it; another
