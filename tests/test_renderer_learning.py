@@ -30,7 +30,9 @@ and the keypoints' 2 dB met by 0.008 dB only (not "with room" on this data). Wit
 on the inner lips too (the config since), the same data, seed and thread count: 24.43 / 21.75 /
 21.10 dB, SSIM 0.760, yaw / pitch r 0.991 / 0.925, every criterion met (PSNR margin +0.33 dB over
 the 3 asked, the keypoints' +0.67 over their 2); CI's run of it (commit 17a7959) repeated these
-figures exactly. So ``test_renderer_warps_by_its_keypoints_and_reads_the_pose``
+figures exactly. With ``--seed 1`` the order turns (with / without the inner lips 24.49 / 24.85 dB,
+held still 21.71 / 21.73, pitch r 0.880 / 0.937): the asserted bounds below hold in every run. So
+``test_renderer_warps_by_its_keypoints_and_reads_the_pose``
 asserts the bounds every run met (3 dB relaxed to 2.5, pitch 0.9 to 0.8) and
 ``test_renderer_learning_criteria`` checks the issue's own thresholds, an expected failure while a
 run misses one.
