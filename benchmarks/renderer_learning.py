@@ -297,6 +297,31 @@ CI's runs (the same SyncNet, trained alike on the same data) videos from audio i
 the clips with them against 27 % without, the reconstructions on 20 % against 23 %.
 A stronger mouth loss (``mouth_weight`` 40) changed neither the mouth drawn nor the PSNR.
 
+Where the mouth is lost (2026-12-05). Grids of the config's reconstructions and of the videos
+generated from audio show no open mouth: where the real mouth opens dark with teeth, the drawn one
+is a small dark-red blob whose size barely changes. There the decoder draws every pixel (the image
+skip's blending weight is near 0 at the mouth) and it draws it blurred. In the generated videos the
+mouth box brightens as stage 1's lips part (r +0.59 per clip, seed 0), where in the real ones it
+darkens (r -0.39): the lips move apart, but nothing dark is drawn between them. The
+``mouth keypoints`` line below the angle table says why: the distance between the keypoints guided
+to the inner lips' middles follows the inner-lip opening with r 0.36, at 0.39 x its spread (seed 0;
+seed 1: 0.31, 0.48 x). The estimator reads the opening faintly from a 64 px frame and shrinks it, so
+the generator, and stage 2 (trained to reproduce these keypoints), get little mouth to draw. Tried
+on that diagnosis (one thread, two runs side by side, seeds 0 / 1; not shipped):
+
+    run                                               driven / held still (dB)  pitch r        mouth
+    the config (above)                                24.43 / 21.75             0.925 / 0.880  keypoints r 0.36
+    the decoder given Gaussian blobs of the driving   24.51 / 21.67             0.933 / 0.855  drawn 0.410; lip sync from audio
+      and source keypoints at its 16x16 input (a 1x1                                           16 % (32 % without; the earlier
+      conv from zero; 2007 s)                                                                  SyncNet), reconstructions 36 % (23 %)
+    landmark_guide_weight 16 (4)                      stopped at step 2500: driven below held still (22.42 / 23.19 dB,
+                                                      seed 1 20.59 / 22.85; the config +1.65 / +1.35 there)
+    expression_weight 1 (5; the expression prior      (running)
+      shrinks every delta)
+
+Neither opens the mouth. What would: an estimator that reads the mouth at a higher resolution (or
+a crop of it), or the public weights, which read it from 256 px frames; both are open.
+
 The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
 through the keypoint maths reproduces the tracked 2D landmarks to 3 % of the face size, against
 12-21 % with yaw, pitch or roll flipped.
@@ -434,7 +459,10 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
             row["lpips"] = None
             lpips_missing = str(error)
     actors, loader = held_out_loader(cache, ("frames", "pose", "source_frame", "landmarks"))
-    mouth: dict[str, list[torch.Tensor]] = {"expression": [], "opening": []}
+    mouth: dict[str, list[torch.Tensor]] = {"expression": [], "opening": [], "keypoints": []}
+    # Guided keypoints on both inner lips' middles: their distance is the renderer's mouth opening.
+    guided = list(system.hparams.landmark_guide_points) if system.hparams.landmark_guide_weight else []
+    inner_lips = (guided.index(62), guided.index(66)) if {62, 66} <= set(guided) else None
     brightness_correlations: list[float] = []  # per clip: does the drawn mouth darken as the real one?
     angles: dict[str, list[torch.Tensor]] = {"yaw": [], "pitch": [], "roll": [], "yaw_true": [], "pitch_true": [], "roll_true": []}
     clips = frames_total = 0
@@ -448,6 +476,9 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
         estimate = renderer.estimate_driving(frames)
         mouth["expression"].append(estimate["exp"].flatten(1))  # (T, 3K) keypoint deltas
         mouth["opening"].append(FaceRenderer.mouth_opening(batch, frames.shape[-1]))  # (T,) inner lips
+        if inner_lips is not None:
+            keypoints = renderer.driving_keypoints(source, **estimate)[:, list(inner_lips), :2]  # (T, 2, 2)
+            mouth["keypoints"].append((keypoints[:, 1] - keypoints[:, 0]).norm(dim=-1))  # grid units, as the opening
         boxes = region_box_masks(batch["landmarks"][0, 1:], MOUTH, *frames.shape[-2:])  # (T-1, 1, H, W)
         real, drawn = (
             (video.float() * boxes).sum((1, 2, 3)) / boxes.sum((1, 2, 3)).clamp_min(1.0)
@@ -483,6 +514,10 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
     result["mouth_expression_correlation"] = max(correlations)
     result["mouth_expression_component"] = int(np.argmax(correlations))
     result["mouth_brightness_correlation"] = float(np.nanmean(brightness_correlations))
+    if mouth["keypoints"]:
+        keypoints = torch.cat(mouth["keypoints"])
+        result["mouth_keypoints_correlation"] = pearson(keypoints, opening)
+        result["mouth_keypoints_std_ratio"] = float(keypoints.std() / opening.std())
     if metrics["renderer"]["lpips"] is None:
         result["lpips_note"] = lpips_missing
     return result
@@ -553,6 +588,11 @@ def table(result: dict[str, Any]) -> str:
                      f"driving frame's (an open mouth is dark inside) with r {result['mouth_brightness_correlation']:.3f} "
                      "(mean over clips); a renderer that drew every mouth as in its source scored 0.28, from the "
                      "head's motion alone")  # fmt: skip
+    if "mouth_keypoints_correlation" in result:
+        lines.append(f"mouth keypoints: the distance between the keypoints guided to the inner lips' middles (62, 66), "
+                     f"as the estimator poses them, follows the inner-lip opening with r "
+                     f"{result['mouth_keypoints_correlation']:.3f} and {result['mouth_keypoints_std_ratio']:.2f} x its "
+                     "spread: what the generator, and stage 2 trained on these keypoints, learn of the mouth")  # fmt: skip
     if "lpips_note" in result:
         lines += ["", f"LPIPS n/a: {result['lpips_note']}"]
     return "\n".join(lines)

@@ -581,3 +581,30 @@ def test_landmark_guide_loss_places_the_first_keypoints_on_their_landmarks() -> 
     for bad in ([48, 48], [68], list(range(16))):
         with pytest.raises(ValueError, match="landmark_guide_points"):
             tiny_renderer(landmark_guide_points=bad)
+
+
+def test_landmark_guide_shape_loss_scores_the_guided_points_shape_not_their_place() -> None:
+    """``landmark_guide_shape_weight``: the guide's squared distance with each frame's mean error
+    over the guided points taken out, so one offset of every guided keypoint (a pose or translation
+    error) costs nothing and a mouth opened wrong does."""
+    system = tiny_renderer(landmark_guide_weight=2.0, landmark_guide_shape_weight=3.0)
+    g = torch.Generator().manual_seed(0)
+    targets = torch.rand(5, 2, 4, 2, generator=g) * 1.6 - 0.8  # (N, source / driving, P, x y) grid units
+    kp_source, kp_driving = torch.rand(5, 15, 3, generator=g), torch.rand(5, 15, 3, generator=g)
+    losses = system.landmark_guide_losses(kp_source, kp_driving, targets, (64, 64))
+    error = (torch.stack([kp_source[:, :4, :2], kp_driving[:, :4, :2]], 1) - targets) * 31.5  # pixels
+    torch.testing.assert_close(losses["landmark_guide"], 2.0 * error.pow(2).sum(-1).mean())
+    shape = error - error.mean(2, keepdim=True)
+    torch.testing.assert_close(losses["landmark_guide_shape"], 3.0 * shape.pow(2).sum(-1).mean())
+    # The guided points in their places, all shifted by one offset: only the position term pays.
+    shifted = targets[:, 1].clone() + torch.tensor([0.1, -0.2])
+    on_places = torch.cat([shifted, torch.zeros(5, 11, 2)], 1)
+    kp = torch.cat([on_places, torch.zeros(5, 15, 1)], -1)
+    source = torch.cat([torch.cat([targets[:, 0], torch.zeros(5, 11, 2)], 1), torch.zeros(5, 15, 1)], -1)
+    losses = system.landmark_guide_losses(source, kp, targets, (64, 64))
+    assert losses["landmark_guide_shape"] < 1e-8 < losses["landmark_guide"]
+    assert set(tiny_renderer(landmark_guide_weight=2.0).landmark_guide_losses(source, kp, targets, (64, 64))) == {
+        "landmark_guide"}
+    for weights in ((1.0, -1.0), (0.0, 1.0)):
+        with pytest.raises(ValueError, match="landmark_guide_shape_weight"):
+            tiny_renderer(landmark_guide_weight=weights[0], landmark_guide_shape_weight=weights[1])

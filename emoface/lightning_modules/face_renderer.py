@@ -220,6 +220,11 @@ class FaceRenderer(LightningModule):
             warm-up too (the keypoint detector and estimator only).
         landmark_guide_points: the iBUG-68 landmark each of the first keypoints is guided to; the
             default: the mouth corners (48, 54) and the middles of the outer lips (51, 57).
+        landmark_guide_shape_weight: weight of the same squared distance with each frame's mean
+            error over the guided points taken out: the guided points' shape (the mouth's opening
+            and width), free of the pose's and translation's errors, which the position term also
+            pays. Not in LivePortrait (see benchmarks/renderer_learning.py, "Where the mouth is
+            lost"). Needs ``landmark_guide_weight``.
     """
 
     def __init__(
@@ -264,6 +269,7 @@ class FaceRenderer(LightningModule):
         mouth_expression_weight: float = 0.0,
         landmark_guide_weight: float = 0.0,
         landmark_guide_points: list[int] = [48, 51, 54, 57],  # noqa: B006
+        landmark_guide_shape_weight: float = 0.0,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -293,6 +299,9 @@ class FaceRenderer(LightningModule):
                              f"{mouth_weight}, {mouth_margin} and {mouth_expression_weight}")  # fmt: skip
         if landmark_guide_weight < 0:
             raise ValueError(f"landmark_guide_weight must be >= 0, got {landmark_guide_weight}")
+        if landmark_guide_shape_weight < 0 or (landmark_guide_shape_weight and not landmark_guide_weight):
+            raise ValueError(f"landmark_guide_shape_weight must be >= 0 and needs landmark_guide_weight > 0, got "
+                             f"{landmark_guide_shape_weight} with landmark_guide_weight {landmark_guide_weight}")  # fmt: skip
         num_kp = self.kp_detector.num_kp
         if (
             len(set(landmark_guide_points)) != len(landmark_guide_points)
@@ -470,15 +479,23 @@ class FaceRenderer(LightningModule):
         points = both[:, :, list(self.hparams.landmark_guide_points)]
         return pixels_to_grid(points, *size)
 
-    def landmark_guide_loss(self, kp_source: Tensor, kp_driving: Tensor, targets: Tensor, size: tuple[int, int]) -> Tensor:
-        """``landmark_guide_weight`` x the mean squared distance, in pixels of a ``size`` ``(H, W)``
-        frame, between the first P keypoints ``(N, K, 3)`` of source and driving, x and y, and
-        their landmarks ``targets (N, 2, P, 2)`` (:meth:`guide_targets`)."""
+    def landmark_guide_losses(
+        self, kp_source: Tensor, kp_driving: Tensor, targets: Tensor, size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """``"landmark_guide"``: ``landmark_guide_weight`` x the mean squared distance, in pixels of a
+        ``size`` ``(H, W)`` frame, between the first P keypoints ``(N, K, 3)`` of source and
+        driving, x and y, and their landmarks ``targets (N, 2, P, 2)`` (:meth:`guide_targets`); with
+        ``landmark_guide_shape_weight``, ``"landmark_guide_shape"``: the same with each frame's mean
+        error over the P points subtracted."""
         p = targets.shape[2]
         keypoints = torch.stack([kp_source[:, :p, :2], kp_driving[:, :p, :2]], 1)
         to_pixels = targets.new_tensor([(size[1] - 1) / 2, (size[0] - 1) / 2])
-        squared = ((keypoints - targets) * to_pixels).pow(2).sum(-1)
-        return self.hparams.landmark_guide_weight * squared.mean()
+        error = (keypoints - targets) * to_pixels  # (N, 2, P, 2)
+        losses = {"landmark_guide": self.hparams.landmark_guide_weight * error.pow(2).sum(-1).mean()}
+        if self.hparams.landmark_guide_shape_weight:
+            shape = error - error.mean(2, keepdim=True)
+            losses["landmark_guide_shape"] = self.hparams.landmark_guide_shape_weight * shape.pow(2).sum(-1).mean()
+        return losses
 
     # ------------------------------------------------------------------------------------------
     # Losses
@@ -537,7 +554,7 @@ class FaceRenderer(LightningModule):
             losses["mouth_expression"] = self.mouth_expression_loss(he, mouth_opening, driving.shape[-1])
         if hp.landmark_guide_weight and guide_targets is not None:
             size = driving.shape[-2:]
-            losses["landmark_guide"] = self.landmark_guide_loss(out["kp_source"], out["kp_driving"], guide_targets, size)
+            losses.update(self.landmark_guide_losses(out["kp_source"], out["kp_driving"], guide_targets, size))
         return losses, out
 
     def mouth_expression_loss(self, he: dict[str, Tensor], mouth_opening: Tensor, width: int) -> Tensor:
@@ -642,7 +659,7 @@ class FaceRenderer(LightningModule):
                 kp_canonical = self.kp_detector(source)["value"]
                 kp_source = self.keypoints(kp_canonical, self.estimate(source))
                 size = driving.shape[-2:]
-                losses["landmark_guide"] = self.landmark_guide_loss(kp_source, self.keypoints(kp_canonical, he), guide, size)
+                losses.update(self.landmark_guide_losses(kp_source, self.keypoints(kp_canonical, he), guide, size))
             if self.hparams.warmup_autoencode:
                 losses.update(self.autoencode_losses(driving))
             loss = sum(losses.values())
