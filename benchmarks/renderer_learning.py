@@ -30,7 +30,8 @@ below, "Where the mouth is lost"), trained as CI trains it (``--threads 1``, see
 beside two other jobs): driven 24.71 dB against 21.10 for the still source (+3.61 dB), SSIM 0.773,
 3.05 dB above itself held still (21.66), yaw / pitch / roll r 0.991 / 0.919 / 0.965, and its
 pipeline (benchmarks/pipeline_learning.py) meets every criterion too, lip sync from audio on 93 % of
-the clips. Seed 1 is not measured with it yet. With the weight at 5 (the config until then), the
+the clips. With ``--seed 1 --threads 2`` (training 1418 s, quiet cores) it scored 24.50 / 21.89 dB,
+SSIM 0.761, yaw / pitch r 0.986 / 0.926: every criterion too (its pipeline not measured yet). With the weight at 5 (the config until then), the
 landmark guide on the inner lips' middles too (below, "The mouth"), trained
 as CI trains it (``python benchmarks/renderer_learning.py --threads 1``, seed 0, training 2025 s
 beside another one-thread run): driven 24.43 dB against 21.10 for the still source (+3.33 dB, 3
@@ -335,7 +336,7 @@ deltas to zero; at 1 the keypoints carry more of the opening and every criterion
 passes on CI's seed. The shape term passes them all too (L2K 24.68 dB, keypoint error 0.0544
 against 0.2043, yaw r 0.948, reconstructions in sync on 57 %), its keypoints follow the mouth
 more closely, but its PSNR margins are smaller (+0.37 / +0.76 dB against +0.62 / +1.05): the
-config takes the smaller change. Neither is measured on a second seed yet, nor the two together.
+config takes the smaller change. The two together are not measured.
 The mouth is still not drawn open (with the prior at 1 the generated mouth box still brightens as
 the lips part, r +0.59): SyncNet reads lips that part, not an open mouth. What would draw it: an
 estimator that reads the mouth at a higher resolution (or a crop of it), or the public weights,
