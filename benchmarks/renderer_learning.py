@@ -31,10 +31,10 @@ beside two other jobs): driven 24.71 dB against 21.10 for the still source (+3.6
 3.05 dB above itself held still (21.66), yaw / pitch / roll r 0.991 / 0.919 / 0.965, and its
 pipeline (benchmarks/pipeline_learning.py) meets every criterion too, lip sync from audio on 93 % of
 the clips. With ``--seed 1 --threads 2`` (training 1418 s, quiet cores) it scored 24.50 / 21.89 dB,
-SSIM 0.761, yaw / pitch r 0.986 / 0.926: every criterion too (its pipeline not measured yet). With the weight at 5 (the config until then), the
-landmark guide on the inner lips' middles too (below, "The mouth"), trained
-as CI trains it (``python benchmarks/renderer_learning.py --threads 1``, seed 0, training 2025 s
-beside another one-thread run): driven 24.43 dB against 21.10 for the still source (+3.33 dB, 3
+SSIM 0.761, yaw / pitch r 0.986 / 0.926: every criterion too (its pipeline not measured yet). With
+the weight at 5 (the config until then), the landmark guide on the inner lips' middles too (below,
+"The mouth"), trained as CI trains it (``python benchmarks/renderer_learning.py --threads 1``,
+seed 0, training 2025 s beside another one-thread run): driven 24.43 dB against 21.10 for the still source (+3.33 dB, 3
 asked), SSIM 0.760 / 0.641, 2.68 dB above itself driven by the source's keypoints held still
 (21.75), yaw / pitch / roll r 0.991 / 0.925 / 0.961; CI's run (commit 17a7959, renderer 2076 s)
 repeated every figure. Without the inner lips (CI's run of the
@@ -305,8 +305,8 @@ the clips with them against 27 % without, the reconstructions on 20 % against 23
 A stronger mouth loss (``mouth_weight`` 40) changed neither the mouth drawn nor the PSNR.
 
 Where the mouth is lost (2026-12-05). Grids of the reconstructions and of the videos from audio of
-the config with the expression prior at 5 (before) show no open mouth: where the real mouth opens dark with teeth, the drawn one
-is a small dark-red blob whose size barely changes. There the decoder draws every pixel (the image
+the config with the expression prior at 5 (before) show no open mouth: where the real mouth opens
+dark with teeth, the drawn one is a small dark-red blob whose size barely changes. There the decoder draws every pixel (the image
 skip's blending weight is near 0 at the mouth) and it draws it blurred. In the generated videos the
 mouth box brightens as stage 1's lips part (r +0.59 per clip, seed 0), where in the real ones it
 darkens (r -0.39): the lips move apart, but nothing dark is drawn between them. The
@@ -488,17 +488,19 @@ def evaluate(system_or_checkpoint: Any, cache: Path, lpips_weights: str | None =
     clips = frames_total = 0
     for batch in loader:
         frames = batch["frames"][0]  # (T, 3, H, W) uint8
-        prediction = renderer.reconstruct(batch["source_frame"][0], frames)
+        # renderer.reconstruct's steps, each once: the estimate and keypoints serve the diagnostics too.
+        source = renderer.prepare_source(batch["source_frame"][0])
+        estimate = renderer.estimate_driving(frames)
+        kp_driving = renderer.driving_keypoints(source, **estimate)  # (T, K, 3)
+        prediction = renderer.render(source, kp_driving)
         # The same renderer driven by the source's own keypoints held still: what it draws when the
         # keypoints are ignored. A warp that follows the keypoints must beat it by a wide margin.
-        source = renderer.prepare_source(batch["source_frame"][0])
         held = renderer.render(source, source.kp_source.expand(frames.shape[0], -1, -1))
-        estimate = renderer.estimate_driving(frames)
         mouth["expression"].append(estimate["exp"].flatten(1))  # (T, 3K) keypoint deltas
         mouth["opening"].append(FaceRenderer.mouth_opening(batch, frames.shape[-1]))  # (T,) inner lips
         if inner_lips is not None:
-            keypoints = renderer.driving_keypoints(source, **estimate)[:, list(inner_lips), :2]  # (T, 2, 2)
-            mouth["keypoints"].append((keypoints[:, 1] - keypoints[:, 0]).norm(dim=-1))  # grid units, as the opening
+            lips = kp_driving[:, list(inner_lips), :2]  # (T, 2, 2)
+            mouth["keypoints"].append((lips[:, 1] - lips[:, 0]).norm(dim=-1))  # grid units, as the opening
         boxes = region_box_masks(batch["landmarks"][0, 1:], MOUTH, *frames.shape[-2:])  # (T-1, 1, H, W)
         real, drawn = (
             (video.float() * boxes).sum((1, 2, 3)) / boxes.sum((1, 2, 3)).clamp_min(1.0)
