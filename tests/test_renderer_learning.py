@@ -14,12 +14,13 @@ against the still source's 0.641, estimator pitch r):
     benchmark, seed 0, one thread (as CI)   24.71 / 21.66 / 21.10   0.773   0.919
     benchmark, seed 1, two threads          24.50 / 21.89 / 21.10   0.761   0.926
     .ci/run, seed 0, one thread (fresh)     25.08 / 21.68 / 21.10   0.788   0.913
+    benchmark, seed 1, one thread (fresh)   24.60 / 21.92 / 21.10   0.768   0.924
 
 so margins of +0.40 to +0.98 dB over the 3 dB asked, +0.61 to +1.40 dB over the keypoints' 2 and
 +0.013 to +0.026 over the pitch's 0.9 (yaw r 0.986-0.991). Training repeats itself to the last digit
 with the same install, seed and thread count (CI repeated the benchmark's runs exactly), but the two
-seed-0 rows, the same code and settings, differ: each ran on that day's fresh install of the
-registry's packages (not traced further), so CI's figures can move by this much. The configs before met fewer criteria
+seed-0 rows, the same code and settings, differ: the rows marked fresh ran on a later fresh install
+of the registry's packages (the cause is not traced further), so CI's figures can move by this much. The configs before met fewer criteria
 (benchmarks/renderer_learning.py's docstring has the record: pitch r 0.865-0.937 and PSNR margins
 -0.16 to +0.75 dB across seeds and configs), so a change to the renderer, its data or its config that
 costs these margins fails here, as it should; the pitch has the least room.
