@@ -20,10 +20,11 @@ so margins of +0.40 to +0.98 dB over the 3 dB asked, +0.61 to +1.40 dB over the 
 +0.013 to +0.026 over the pitch's 0.9 (yaw r 0.986-0.991). Training repeats itself to the last digit
 with the same install, seed and thread count (CI repeated the benchmark's runs exactly), but the two
 seed-0 rows, the same code and settings, differ: the rows marked fresh ran on a later fresh install
-of the registry's packages (the cause is not traced further), so CI's figures can move by this much. The configs before met fewer criteria
-(benchmarks/renderer_learning.py's docstring has the record: pitch r 0.865-0.937 and PSNR margins
--0.16 to +0.75 dB across seeds and configs), so a change to the renderer, its data or its config that
-costs these margins fails here, as it should; the pitch has the least room.
+of the registry's packages (the cause is not traced further), so CI's figures can move by this much.
+The configs before met fewer criteria (benchmarks/renderer_learning.py's docstring has the record:
+pitch r 0.865-0.937 and PSNR margins -0.16 to +0.75 dB across seeds and configs), so a change to the
+renderer, its data or its config that costs these margins fails here, as it should; the pitch has
+the least room.
 
 ``emoface generate`` draws with it (issue 25, item 6): with stage 2 trained on it and the pipeline's
 stage 1 (tests/test_stage2_learning.py's models), a real photo and speech give frames with contrast

@@ -13,12 +13,13 @@ The benchmark's run as CI trains it (one thread, seed 0, the shipped configs, a 
 trained by this suite's functions; 2-core Intel Xeon, 2026-12-05): L2K 24.82 dB against 21.10 for
 "source frame repeated" and 21.66 held still, keypoint error 0.0522 against 0.2037, generated yaw
 against stage 1's r 0.929, AV offset found within a frame on 93 % of the generated clips (60 %
-asked). This session's `.ci/run` (the same code and settings on that day's fresh install; its
-renderer scored higher, tests/test_renderer_learning.py): L2K 24.98 dB against 21.10 / 21.68,
-keypoint error 0.0564 against 0.1804, yaw r 0.954, AV offset found on 100 % of the generated clips
-(LSE-C 7.3, real videos 14.1) and on 91 % of the renderer's reconstructions. Lip sync was the last criterion met: with the renderer's expression prior at 5 (the config
-before) CI's runs found the offset on 27 % and 52 % of clips, because the renderer's keypoints
-carried little of the mouth's opening (benchmarks/renderer_learning.py, "Where the mouth is lost").
+asked). A later `.ci/run` (the same code and settings on a later fresh install; its renderer scored
+higher, tests/test_renderer_learning.py): L2K 24.98 dB against 21.10 / 21.68, keypoint error 0.0564
+against 0.1804, yaw r 0.954, AV offset found on 100 % of the generated clips (LSE-C 7.3, real videos
+14.1) and on 91 % of the renderer's reconstructions. Lip sync was the last criterion met: with the
+renderer's expression prior at 5 (the config before) CI's runs found the offset on 27 % and 52 % of
+clips, because the renderer's keypoints carried little of the mouth's opening
+(benchmarks/renderer_learning.py, "Where the mouth is lost").
 
 The generated videos' emotion accuracy is reported by the benchmark, not judged; CI does not train
 the emotion classifier (about 6 minutes), so these checks leave it out.
