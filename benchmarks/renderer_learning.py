@@ -350,12 +350,12 @@ day, as was the whole ``.ci/run``):
 Every criterion of both proofs passes in both (lip sync judged by ``.ci/run``'s own stage 1 and
 SyncNet, reused from its model store; seed 1's pipeline: L2K 24.73 dB against 21.10 / 21.92,
 keypoint error 0.0499 against 0.1766, yaw r 0.922, 598 s with ``--threads 2``). In the runs of this
-section and the table above, lip sync rises with the mouth keypoints' r (two sets of judges; 0.34: 68 %, 0.45: 93 %,
-0.61: 98 %, 0.72: 100 %): seed 1's 68 % passes by 8 points, and its LSE-C in sync (3.56) is below
-the shifted audio's (4.01). The full step that day (``benchmarks/renderer_step.py``, two threads,
-quiet): 0.593 s median, the pose-only step 0.189 s (0.061-0.12 s on the faster days above). Across
-the four runs of the shipped config the PSNR margin is +0.40 to +0.98 dB and the pitch 0.913 to
-0.926: the slow tests assert the issue's thresholds.
+section and the table above, lip sync rises with the mouth keypoints' r (two sets of judges; 0.34:
+68 %, 0.45: 93 %, 0.61: 98 %, 0.72: 100 %): seed 1's 68 % passes by 8 points, and its LSE-C in sync
+(3.56) is below the shifted audio's (4.01). The full step that day (``benchmarks/renderer_step.py``,
+two threads, quiet): 0.593 s median, the pose-only step 0.189 s (0.061-0.12 s on the faster days
+above). Across the four runs of the shipped config the PSNR margin is +0.40 to +0.98 dB and the
+pitch 0.913 to 0.926: the slow tests assert the issue's thresholds.
 The mouth is still not drawn open (with the prior at 1 the generated mouth box still brightens as
 the lips part, r +0.59): SyncNet reads lips that part, not an open mouth. What would draw it: an
 estimator that reads the mouth at a higher resolution (or a crop of it), or the public weights,
