@@ -337,11 +337,17 @@ passes on CI's seed. The shape term passes them all too (L2K 24.68 dB, keypoint 
 against 0.2043, yaw r 0.948, reconstructions in sync on 57 %), its keypoints follow the mouth
 more closely, but its PSNR margins are smaller (+0.37 / +0.76 dB against +0.62 / +1.05): the
 config takes the smaller change. The two together are not measured.
-The shipped config again, on a later fresh install from the package registry (2026-12-05, evening;
-the same code, settings and data recipe, but not the same figures as the runs above): ``.ci/run``'s
-seed 0 (one thread) and this script with ``--seed 1 --threads 1`` (training 3851 s, mostly alone on
-the machine, against 2494 s for the seed-0 run above beside other jobs: the machine was slower that
-day, as was the whole ``.ci/run``):
+
+The mouth is still not drawn open (with the prior at 1 the generated mouth box still brightens as
+the lips part, r +0.59): SyncNet reads lips that part, not an open mouth. What would draw it: an
+estimator that reads the mouth at a higher resolution (or a crop of it), or the public weights,
+which read it from 256 px frames.
+
+A later install (2026-12-05, evening). The shipped config again, on a fresh install from the package
+registry (the same code, settings and data recipe, but not the same figures as the runs above):
+``.ci/run``'s seed 0 (one thread) and this script with ``--seed 1 --threads 1`` (training 3851 s,
+beside ``.ci/run``'s renderer lane for its first 30 min and alone after, against 2494 s for the
+seed-0 run above beside other jobs: the machine was slower that day, as was the whole ``.ci/run``):
 
     run                  driven / held still (dB)  SSIM   yaw / pitch r  mouth keypoints  lip sync from audio
     .ci/run, seed 0      25.08 / 21.68             0.788  0.989 / 0.913  r 0.72, 0.65 x   100 % (recon. 91 %)
@@ -356,10 +362,6 @@ section and the table above, lip sync rises with the mouth keypoints' r (two set
 two threads, quiet): 0.593 s median, the pose-only step 0.189 s (0.061-0.12 s on the faster days
 above). Across the four runs of the shipped config the PSNR margin is +0.40 to +0.98 dB and the
 pitch 0.913 to 0.926: the slow tests assert the issue's thresholds.
-The mouth is still not drawn open (with the prior at 1 the generated mouth box still brightens as
-the lips part, r +0.59): SyncNet reads lips that part, not an open mouth. What would draw it: an
-estimator that reads the mouth at a higher resolution (or a crop of it), or the public weights,
-which read it from 256 px frames.
 
 The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
 through the keypoint maths reproduces the tracked 2D landmarks to 3 % of the face size, against
