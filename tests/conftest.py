@@ -96,10 +96,11 @@ PIPELINE_SYNC_EPOCHS = 3  # the evaluators' recipe
 
 
 def _slow_threads() -> None:
-    """Train with the threads the run was given (CI's slow lanes: 1, beside another lane; else 2)."""
-    import torch
+    """Train with the threads the run allows now (CI's slow lanes: 1 beside another lane, 2 once it is
+    done; see tests/trained_once.py), else ``OMP_NUM_THREADS`` (2 unless set)."""
+    from trained_once import use_lane_threads
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    use_lane_threads()
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +133,11 @@ def trained_renderer(free_motion_cache: Path) -> Path:
 
     bench = load_benchmark("renderer_learning")
     _slow_threads()
-    return trained_once(f"renderer-s{SLOW_SEED}", lambda root: bench.train(free_motion_cache, root / "run", SLOW_SEED))
+    # The longest training: it takes the other lane's core as soon as that lane is done.
+    follow = ["--trainer.callbacks+=trained_once.FollowLaneThreads"]
+    return trained_once(
+        f"renderer-s{SLOW_SEED}", lambda root: bench.train(free_motion_cache, root / "run", SLOW_SEED, fit_args=follow)
+    )
 
 
 @pytest.fixture(scope="session")

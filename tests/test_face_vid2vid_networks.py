@@ -8,6 +8,7 @@ Fixtures (tests/data/face_vid2vid/, made by make_reference.py from the public co
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -404,3 +405,46 @@ def test_tiny_outputs_equal_public_implementation() -> None:
     he = reference["he_driving"]
     angles = [bins_to_degrees(he[k]) for k in ("yaw", "pitch", "roll")]
     close(transform_keypoints(reference["kp_canonical"], *angles, he["t"], he["exp"]), reference["kp_driving"])
+
+
+@pytest.mark.parametrize("name", ["kp_detector", "he_estimator", "generator_original", "generator_spade"])
+def test_cpu_convolutions_run_channels_last_with_the_same_results(name: str) -> None:
+    """On a CPU every convolution gets its input channels-last (oneDNN's fast kernels); outputs and
+    gradients equal the default layout's to float rounding, and the state dict keeps its layout."""
+    torch.manual_seed(0)
+    network = tiny_networks()[name].eval()  # eval: batch norm's statistics do not amplify float noise
+    plain = copy.deepcopy(network)
+    convolutions = [m for m in plain.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
+    assert convolutions
+    removed = 0
+    for module in convolutions:  # the default layout: without the layout hook (spectral norm's stays)
+        hooks = module._forward_pre_hooks
+        for key in [key for key, hook in hooks.items() if getattr(hook, "__name__", "") == "_channels_last_on_cpu"]:
+            del hooks[key]
+            removed += 1
+    assert removed == len(convolutions)
+    layouts: list[bool] = []  # per convolution call: did its input arrive channels-last?
+
+    def record_layout(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        layout = torch.channels_last if args[0].dim() == 4 else torch.channels_last_3d
+        layouts.append(args[0].is_contiguous(memory_format=layout))
+
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d | nn.Conv3d):
+            module.register_forward_hook(record_layout)
+    image = torch.rand(2, 3, 64, 64)
+    if name.startswith("generator"):
+        kp_source = {"value": torch.rand(2, 4, 3) * 1.6 - 0.8}
+        kp_driving = {"value": kp_source["value"] + 0.1 * torch.randn(2, 4, 3)}
+        outputs = [net(image, kp_driving, kp_source) for net in (network, plain)]
+    else:
+        outputs = [net(image) for net in (network, plain)]
+    assert layouts and all(layouts)
+    for hooked, default in zip(*(list(out.values()) for out in outputs), strict=True):
+        torch.testing.assert_close(hooked, default, atol=2e-5, rtol=1e-4)
+    for out in outputs:
+        sum(value.float().pow(2).mean() for value in out.values()).backward()
+    for (key, hooked), default in zip(network.named_parameters(), plain.parameters(), strict=True):
+        if hooked.grad is not None:
+            torch.testing.assert_close(hooked.grad, default.grad, atol=1e-5, rtol=1e-3, msg=key)
+    assert all(value.is_contiguous() for value in network.state_dict().values())

@@ -57,3 +57,34 @@ def test_a_failed_build_leaves_nothing_and_the_next_call_builds(tmp_path: Path,
     # Built: asked again, it is reused, not rebuilt.
     assert trained_once("model-s0", fail) == tmp_path / "model-s0" / "model.ckpt"
     assert (tmp_path / "builds.txt").read_text() == "built\n"
+
+
+def test_lane_threads_follow_the_file_ci_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """.ci/run writes 1 while both lanes run and 2 once one is done; the trainings take it up
+    (FollowLaneThreads every n steps); no file, or one being rewritten, keeps the run's setting."""
+    import torch
+    from trained_once import THREADS_FILE, FollowLaneThreads, lane_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv(THREADS_FILE, raising=False)
+    assert lane_threads() == 1
+    threads_file = tmp_path / "threads-per-lane"
+    monkeypatch.setenv(THREADS_FILE, str(threads_file))
+    assert lane_threads() == 1  # not written yet
+    threads_file.write_text("")
+    assert lane_threads() == 1  # being rewritten
+    threads_file.write_text("2\n")
+    assert lane_threads() == 2
+
+    before = torch.get_num_threads()
+    trainer = type("Trainer", (), {"global_step": 1})()
+    follow = FollowLaneThreads(every_n_steps=50)
+    try:
+        torch.set_num_threads(1)
+        follow.on_train_batch_start(trainer, None, None, 0)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 1  # not a step it looks at
+        trainer.global_step = 50
+        follow.on_train_batch_start(trainer, None, None, 0)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

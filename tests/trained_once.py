@@ -7,6 +7,11 @@ run; unset, a directory private to the pytest session): the first process to ask
 an exclusive file lock, any other process asking meanwhile waits on the lock, then reuses it.
 Keys name what was built and with which seed; the directory is not keyed by code version, so give
 each run of changed code a fresh one.
+
+The lanes share the machine's two cores, one thread each, until one lane is done; then ``.ci/run``
+writes 2 into ``EMOFACE_CI_THREADS_FILE`` and the other lane takes both (:func:`lane_threads`,
+read when a model starts training and, through :class:`FollowLaneThreads`, during the long
+renderer training).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 
 _PRIVATE_ROOT = Path(tempfile.mkdtemp(prefix="emoface-slow-models-"))
 DONE = "done.txt"
@@ -60,3 +68,39 @@ def trained_once(key: str, build: Callable[[Path], Path]) -> Path:
         done.write_text(f"{artefact.relative_to(folder)}\n{seconds:.0f}\n")
         print(f"[trained_once] {key}: built in {seconds:.0f} s -> {artefact}")
         return artefact
+
+
+THREADS_FILE = "EMOFACE_CI_THREADS_FILE"
+
+
+def lane_threads() -> int:
+    """The threads this process may use now: the number in ``$EMOFACE_CI_THREADS_FILE`` (``.ci/run``
+    writes 1 while both lanes run, 2 once one is done), else ``OMP_NUM_THREADS``."""
+    path = os.environ.get(THREADS_FILE)
+    if path:
+        try:
+            return max(1, int(Path(path).read_text()))
+        except (OSError, ValueError):
+            pass  # being rewritten, or gone with the run: keep the run's own setting
+    return int(os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+def use_lane_threads() -> None:
+    """``torch.set_num_threads(lane_threads())`` when that changes the threads."""
+    threads = lane_threads()
+    if threads != torch.get_num_threads():
+        print(f"[trained_once] {threads} threads from now on (step time changes with them)")
+        torch.set_num_threads(threads)
+
+
+class FollowLaneThreads(Callback):
+    """Every ``every_n_steps`` training batches, take the threads :func:`lane_threads` allows: a
+    training that outlives the other lane then runs on both cores. Threads are set in the
+    training loop's own thread (OpenMP counts them per calling thread)."""
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            use_lane_threads()

@@ -29,6 +29,7 @@ from emoface.networks.face_vid2vid.blocks import (
     SameBlock2d,
     SPADEResnetBlock,
     UpBlock2d,
+    convolve_channels_last_on_cpu,
     make_coordinate_grid_2d,
 )
 from emoface.networks.face_vid2vid.dense_motion import DenseMotionNetwork, KeypointDict
@@ -265,6 +266,7 @@ class OcclusionAwareGenerator(_OcclusionAwareBase):
         self.up_blocks = nn.ModuleList(up_blocks)
         # With the image skip, one more channel: the logit of the warped source's blending weight.
         self.final = nn.Conv2d(block_expansion, image_channel + int(image_skip), kernel_size=(7, 7), padding=(3, 3))
+        convolve_channels_last_on_cpu(self)
 
     def encode_source(self, source_image: Tensor) -> SourceEncoding:
         """As the base class; with ``image_skip`` also ``"image"``: the source image itself."""
@@ -417,6 +419,7 @@ class OcclusionAwareSPADEGenerator(_OcclusionAwareBase):
         )  # fmt: skip
         self.config["spade_hidden"] = spade_hidden
         self.decoder = SPADEDecoder(self.decoder_features, block_expansion, image_channel, spade_hidden)
+        convolve_channels_last_on_cpu(self)
 
     def decode(self, features: Tensor) -> Tensor:
         return self.decoder(features)

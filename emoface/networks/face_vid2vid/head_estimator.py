@@ -7,7 +7,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emoface.networks.face_vid2vid.blocks import ResBottleneck
+from emoface.networks.face_vid2vid.blocks import ResBottleneck, convolve_channels_last_on_cpu
 
 STAGE_BLOCKS = (3, 3, 5, 2)
 """Stride-1 bottlenecks after the stem and after each of the three stride-2 transitions."""
@@ -90,6 +90,7 @@ class HeadExpressionEstimator(nn.Module):
         self.fc_yaw = nn.Linear(w4, num_bins)
         self.fc_t = nn.Linear(w4, 3)
         self.fc_exp = nn.Linear(w4, 3 * num_kp)
+        convolve_channels_last_on_cpu(self)
 
     def features(self, image: Tensor) -> Tensor:
         """Pooled trunk features.

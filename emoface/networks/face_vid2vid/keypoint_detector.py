@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emoface.networks.face_vid2vid.blocks import AntiAliasInterpolation2d, KPHourglass, make_coordinate_grid
+from emoface.networks.face_vid2vid.blocks import (
+    AntiAliasInterpolation2d,
+    KPHourglass,
+    convolve_channels_last_on_cpu,
+    make_coordinate_grid,
+)
 
 
 class CanonicalKeypointDetector(nn.Module):
@@ -89,6 +94,7 @@ class CanonicalKeypointDetector(nn.Module):
         self.scale_factor = scale_factor
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(image_channel, scale_factor)
+        convolve_channels_last_on_cpu(self)
 
     @staticmethod
     def heatmap_to_keypoints(heatmap: Tensor) -> Tensor:
