@@ -156,6 +156,12 @@ so compare each against the pose-only step of its run: 9.0x for 7x7x7, 6.1x for 
 asks 0.35 s). With one thread beside another job: 1.52 s against 0.95 s. What is left is spread
 over the generator's and the estimators' convolutions (``--profile``: convolution backward 37 %,
 forward 24 % of the CPU time); no single operator dominates any more.
+Later (2026-12-06, the same slow machine as "A later install" below, quiet): oneDNN's default-layout
+kernels were the slow part of those convolutions, the 3D weight gradients above all (the mask conv's
+forward and backward 0.19 s, 0.09 s channels-last). The face-vid2vid networks now give every
+convolution its input channels-last on a CPU (``convolve_channels_last_on_cpu``; same results to
+float rounding) and the renderer's Adam is fused: the full step went from 0.798 to 0.639 s with one
+thread and from 0.546 to 0.464 s with two, the pose-only step 0.227 -> 0.195 s (one thread).
 
 The image skip (``OcclusionAwareGenerator(image_skip=True)``) and the warp loss
 (``FaceRenderer(warp_weight=10)``), both in ``configs/renderer_small.yaml``: the source image itself,
@@ -362,6 +368,16 @@ section and the table above, lip sync rises with the mouth keypoints' r (two set
 two threads, quiet): 0.593 s median, the pose-only step 0.189 s (0.061-0.12 s on the faster days
 above). Across the four runs of the shipped config the PSNR margin is +0.40 to +0.98 dB and the
 pitch 0.913 to 0.926: the slow tests assert the issue's thresholds.
+
+With the faster step (channels-last convolutions and fused Adam, see "Step time"; the same maths,
+other float rounding), ``.ci/run``'s seed 0 (2026-12-06, training 2977 s at one thread beside the
+other lane, against 4157 s the evening before): driven 24.39 / held still 21.71 / source repeated
+21.10 dB, SSIM 0.758, yaw / pitch r 0.991 / 0.932; margins +0.29 dB and +0.68 dB. Every renderer
+criterion passes, but its mouth does not follow the speech: its reconstructions are in sync on 20 %
+of the held-out clips and videos from audio on 11 % (L2K 24.35 dB, keypoint error 0.0564 against
+0.1659, yaw r 0.907 all pass). So lip sync from audio holds in some trainings of this config and not
+in others, with nothing changed but float rounding: the pipeline script still fails on it, and the
+slow test keeps it as an expected failure (tests/test_stage2_learning.py).
 
 The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
 through the keypoint maths reproduces the tracked 2D landmarks to 3 % of the face size, against
