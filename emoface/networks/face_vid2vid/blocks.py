@@ -49,8 +49,10 @@ def convolve_channels_last_on_cpu(network: nn.Module) -> nn.Module:
     oneDNN's channels-last convolutions are much faster on a CPU than its default ones for these
     networks' shapes, the 3D ones' weight gradients above all (PyTorch 2.14, one thread, the
     dense motion's mask conv on an 8x56x4x16x16 volume: forward and backward 0.19 s -> 0.09 s;
-    configs/renderer_small.yaml's generator forward and backward 0.54 -> 0.40 s, see
-    benchmarks/renderer_step.py). Only the layout changes: the outputs equal the default
+    configs/renderer_small.yaml's generator forward and backward 0.54 -> 0.40 s; its whole
+    training step, with the fused Adam, 0.80 -> 0.64 s in benchmarks/renderer_step.py). A
+    ``DenseMotionNetwork`` built on its own is left as it is: the generators hook theirs. Only the
+    layout changes: the outputs equal the default
     layout's to float rounding (about 1e-5 here), parameters and state dicts are untouched, and
     inputs on other devices pass as they are. Idempotent; returns ``network``.
     """
