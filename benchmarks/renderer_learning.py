@@ -24,8 +24,21 @@ Criteria (issue 25; exit status 1 when one fails): PSNR >= source repeated + 3 d
 PSNR driven by each frame's keypoints >= held still + 2 dB (the keypoints matter); LPIPS below
 source repeated (when it can be computed); yaw and pitch correlation >= 0.9.
 
-Status (2026-12-05, 2-core Intel Xeon CPU, mini-MEAD generator 3): every criterion passes with the
-config as it ships, its expression prior at weight 1 (the recipe's 5 shrank the mouth's deltas;
+Status (2026-12-06, 2-core Intel Xeon CPU, mini-MEAD generator 3, both runs with one thread side
+by side, training 3211 / 3210 s): the config as it ships, its landmark guide paying for the mouth's
+shape too (``landmark_guide_shape_weight`` 16, below, "The mouth's shape"):
+
+    seed               driven / held still (dB)  SSIM   yaw / pitch r  mouth keypoints  lip sync from audio
+    0 (CI's)           24.59 / 21.90             0.766  0.991 / 0.941  r 0.74, 0.64 x   91 % (recon. 64 %)
+    1                  25.08 / 21.51             0.789  0.989 / 0.873  r 0.83, 0.71 x   100 % (recon. 82 %)
+
+(the still source 21.10 dB, SSIM 0.641). Seed 0 meets every criterion (margins +0.49 and +0.68 dB);
+seed 1 meets every one but the pitch (0.873, 0.9 asked; 0.924 without the shape term), with larger
+PSNR margins (+0.99, +1.57 dB). Both pipelines (benchmarks/pipeline_learning.py) meet every
+criterion, lip sync from audio included.
+
+Before the shape term (2026-12-05): every criterion passed with the
+config, its expression prior at weight 1 (the recipe's 5 shrank the mouth's deltas;
 below, "Where the mouth is lost"), trained as CI trains it (``--threads 1``, seed 0, training 2494 s
 beside two other jobs): driven 24.71 dB against 21.10 for the still source (+3.61 dB), SSIM 0.773,
 3.05 dB above itself held still (21.66), yaw / pitch / roll r 0.991 / 0.919 / 0.965, and its
@@ -378,6 +391,21 @@ of the held-out clips and videos from audio on 11 % (L2K 24.35 dB, keypoint erro
 0.1659, yaw r 0.907 all pass). So lip sync from audio holds in some trainings of this config and not
 in others, with nothing changed but float rounding: the pipeline script still fails on it, and the
 slow test keeps it as an expected failure (tests/test_stage2_learning.py).
+
+The mouth's shape (2026-12-06). The runs above show lip sync rising with how closely the keypoints
+guided to the inner lips follow the opening, and that closeness came by chance: the shipped config
+scored r 0.72 (100 % of clips in sync from audio) in one training and, with nothing changed but
+float rounding, 11 % and 9 % in two more. The guide's squared distance is mostly paid for the guided
+points' common error (the head's pose and place, several pixels) and little for their shape (the
+opening's spread is 1.7 px). ``landmark_guide_shape_weight`` adds the same distance with each frame's
+mean error over the guided points taken out; at 16 (with the expression prior at 5 it had scored
+r 0.61 and 98 %, table above) both seeds' inner-lip keypoints follow the opening closely (Status
+above: r 0.74 and 0.83) and both pipelines find the audio offset on 91 % and 100 % of the clips, the
+reconstructions on 64 % and 82 % (20 % in the 11 % run). The cost is seed 1's pitch (0.873 against
+0.924 without it), presumably through the estimator's shared trunk, which the guide's gradient reaches (its angles are set by
+the pose losses alone, ``angles_from_pose_losses``), and the pitch, read noisily at 64 px, was
+already the closest criterion. The config takes the shape term: lip sync was the criterion that
+failed CI's seed, and that seed meets them all with it.
 
 The rotation convention is not the cause: posing each clip's 3D landmarks with its fitted pose
 through the keypoint maths reproduces the tracked 2D landmarks to 3 % of the face size, against
