@@ -223,8 +223,9 @@ class FaceRenderer(LightningModule):
         landmark_guide_shape_weight: weight of the same squared distance with each frame's mean
             error over the guided points taken out: the guided points' shape (the mouth's opening
             and width), free of the pose's and translation's errors, which the position term also
-            pays. Not in LivePortrait (see benchmarks/renderer_learning.py, "Where the mouth is
-            lost"). Needs ``landmark_guide_weight``.
+            pays. Not in LivePortrait (see benchmarks/renderer_learning.py, "The mouth's shape":
+            configs/renderer_small.yaml sets 16, and the inner lips' keypoints then follow the
+            opening in the three trainings measured). Needs ``landmark_guide_weight``.
     """
 
     def __init__(
