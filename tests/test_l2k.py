@@ -89,6 +89,47 @@ def test_targets_are_the_frozen_estimator_and_a_batch_is_learned(mead_cache_128:
     assert totals[-1] < 0.5 * totals[0], totals[::10]
 
 
+def test_memoized_targets_equal_the_estimator_and_read_each_frame_once(mead_cache_128: Path, tmp_path: Path) -> None:
+    memoized = _public_layout_system(tmp_path)
+    computed = _public_layout_system(tmp_path, memoize_targets=False)
+    dm = MEADDataModule(cache_dir=str(mead_cache_128), fields=list(BATCH_FIELDS), window=4, batch_size=2)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())[:2]
+    kp_detector, he_estimator, _ = memoized.renderer()
+    images_read = []
+    hooks = [net.register_forward_hook(lambda _, inputs, __: images_read.append(inputs[0].shape[0]))
+             for net in (he_estimator, kp_detector)]  # fmt: skip
+    try:
+        first = memoized(batches[0])
+        read_first = sum(images_read)
+        again = memoized(batches[0])
+        assert sum(images_read) == read_first  # nothing read twice
+        second = memoized(batches[1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    t = batches[0]["frames"].shape[1]
+
+    def frames(batch: dict) -> set:
+        return {(clip, int(start) + i) for clip, start in zip(batch["clip"], batch["start"]) for i in range(t)}
+
+    sources = {(clip, int(index)) for clip, index in zip(batches[0]["clip"], batches[0]["source_index"])}
+    # Each distinct driving frame once; each distinct source by the detector and the estimator.
+    assert read_first == len(frames(batches[0])) + 2 * len(sources)
+    for out, batch in ((first, batches[0]), (again, batches[0]), (second, batches[1])):
+        expected = computed(batch)
+        for name in ("kp_canonical", "kp_source", "kp_target"):
+            torch.testing.assert_close(out[name], expected[name], atol=1e-5, rtol=1e-5)
+        for name, value in expected["target"].items():
+            torch.testing.assert_close(out["target"][name], value, atol=1e-5, rtol=1e-5)
+    assert len(memoized._targets) == len(frames(batches[0]) | frames(batches[1]))
+    assert len(computed._targets) == 0  # memoize_targets=False keeps nothing
+
+    # A new renderer clears what the old one computed.
+    memoized._set_renderer(memoized.frozen_renderer())
+    assert len(memoized._targets) == len(memoized._sources) == 0
+
+
 def test_missing_renderer_is_a_clear_error(tmp_path: Path) -> None:
     system = LandmarksToKeypoints(KeypointMapper(hidden=16, num_blocks=1), renderer_checkpoint=str(tmp_path / "nope.ckpt"))
     with pytest.raises(MissingWeightsError, match="nope.ckpt"):

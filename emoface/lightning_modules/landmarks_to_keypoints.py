@@ -27,6 +27,11 @@ LivePortrait weights folder (then the mapper needs ``num_kp: 21`` and ``scale: t
 frames come out at twice the input size and are resized to the data's for the image losses). It is frozen and kept out of this
 system's checkpoints (they hold the mapper; the renderer file is named in the hyperparameters).
 
+The renderer is frozen and the data's frames are not augmented, so its outputs on a frame (the
+targets) are the same in every epoch: with ``memoize_targets`` (the default) each frame and source
+frame is read once per run and its outputs kept in memory (:class:`FrozenOutputs`), which takes
+the estimator, nearly all of a training step's cost, out of every epoch but the first.
+
 Validation logs the keypoint error (mean Euclidean distance in the renderer's normalised volume)
 of the mapper and of "source keypoints held still", and PSNR/SSIM of frames rendered from the
 predicted keypoints, from the estimator's own keypoints of the real frames (the renderer's
@@ -37,7 +42,7 @@ source | driving | rendered-from-landmarks images.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +95,40 @@ def _is_lightning_checkpoint(path: Path) -> bool:
     return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "pytorch-lightning_version" in checkpoint
 
 
+class FrozenOutputs:
+    """Per-frame outputs of a frozen network, computed once for each frame key and then reused.
+
+    Each key names one frame's pixels (here ``(clip, frame index, side)``); the caller vouches that a
+    key always comes with the same pixels and that the network does not change. Outputs are kept on
+    the CPU (a few hundred floats per frame: about 1 KB, so 1 GB per million frames).
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[Hashable, dict[str, Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    def __call__(
+        self, keys: Sequence[Hashable], images: Tensor, compute: Callable[[Tensor], dict[str, Tensor]]
+    ) -> dict[str, Tensor]:
+        """``compute``'s outputs ``{name: (N, ...)}`` for ``images (N, ...)`` whose frames are ``keys``
+        (N of them); ``compute`` runs once, on the frames not seen before (each once), if any."""
+        if len(keys) != images.shape[0]:
+            raise ValueError(f"{len(keys)} frame keys for {images.shape[0]} images")
+        missing = list(dict.fromkeys(key for key in keys if key not in self._rows))
+        if missing:
+            first = {key: index for index, key in reversed(list(enumerate(keys)))}
+            computed = compute(images[[first[key] for key in missing]])
+            for row, key in enumerate(missing):
+                self._rows[key] = {name: value[row].detach().cpu() for name, value in computed.items()}
+        names = self._rows[keys[0]].keys()
+        return {name: torch.stack([self._rows[key][name] for key in keys]).to(images.device) for name in names}
+
+
 class LandmarksToKeypoints(LightningModule):
     """Stage 2: relocated landmarks -> a frozen face-vid2vid renderer's keypoints (see the module docstring).
 
@@ -112,6 +151,11 @@ class LandmarksToKeypoints(LightningModule):
         output_dir: where ``predict`` writes ``<clip>.mp4`` (default
             ``<trainer.default_root_dir>/l2k_predictions``).
         render_batch_size: frames per generator call in ``predict``.
+        memoize_targets: keep the frozen renderer's outputs on each real frame and source frame
+            (keyed by clip, frame index and side) for the rest of the run instead of computing them
+            at every step (:class:`FrozenOutputs`); the same values, as the renderer is frozen and
+            the MEADDataModule's frames are not augmented. Turn it off for a datamodule that
+            changes a frame's pixels from one epoch to the next.
     """
 
     def __init__(
@@ -136,6 +180,7 @@ class LandmarksToKeypoints(LightningModule):
         output_dir: str | None = None,
         render_batch_size: int = 8,
         scale_weight: float = 10.0,
+        memoize_targets: bool = True,
     ) -> None:
         super().__init__()
         save_hyperparameters_except_objects(self)
@@ -151,6 +196,7 @@ class LandmarksToKeypoints(LightningModule):
             for suffix in ("", "_reconstruction", "_source")
         })  # fmt: skip
         self._grid_rows: list[np.ndarray] = []
+        self._targets, self._sources = FrozenOutputs(), FrozenOutputs()
 
     # ------------------------------------------------------------------------------------------
     # The frozen renderer
@@ -199,6 +245,8 @@ class LandmarksToKeypoints(LightningModule):
             )
         renderer.eval().requires_grad_(False)
         self._renderer["renderer"] = renderer
+        self._targets.clear()  # outputs of another renderer
+        self._sources.clear()
 
     def frozen_renderer(self) -> Renderer:
         """The frozen renderer (either family) on this system's device."""
@@ -243,10 +291,9 @@ class LandmarksToKeypoints(LightningModule):
         frames = batch["frames"]  # (B, T, 3, H, W) uint8
         b, t, size = frames.shape[0], frames.shape[1], frames.shape[-1]
         with torch.no_grad():
-            source = to_unit(batch["source_frame"])
-            kp_canonical = renderer.canonical_keypoints(source)  # (B, K, 3)
-            he_source = renderer.estimate(source)
-            target = renderer.estimate(to_unit(frames.flatten(0, 1)))
+            he_source = self.frozen_source_outputs(batch)
+            kp_canonical = he_source.pop("kp_canonical")  # (B, K, 3)
+            target = self.frozen_targets(batch)
             kp_source = renderer.keypoints(kp_canonical, he_source)
         points = relocate(
             batch["normalized_landmarks"], batch["gaze"], batch["rotation"], batch["translation"], batch["scale"]
@@ -263,6 +310,41 @@ class LandmarksToKeypoints(LightningModule):
             "pred": pred, "target": target, "kp_canonical": kp_canonical, "kp_pred": kp_pred,
             "kp_target": kp_target.view(b, t, k, 3), "kp_source": kp_source,
         }  # fmt: skip
+
+    def frozen_source_outputs(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The frozen renderer's ``kp_canonical (B, K, 3)`` and raw estimates ``(B, ...)`` of each
+        clip's source frame (memoized with ``memoize_targets``)."""
+        renderer = self.frozen_renderer()
+
+        def compute(images: Tensor) -> dict[str, Tensor]:
+            source = to_unit(images)
+            return {"kp_canonical": renderer.canonical_keypoints(source), **renderer.estimate(source)}
+
+        images = batch["source_frame"]
+        if not self._memoize(batch, "source_index"):
+            return compute(images)
+        side = images.shape[-1]
+        keys = [(clip, int(index), side) for clip, index in zip(batch["clip"], batch["source_index"])]
+        return self._sources(keys, images, compute)
+
+    def frozen_targets(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The frozen estimator's raw outputs ``(B*T, ...)`` on the real driving frames (memoized
+        with ``memoize_targets``)."""
+        estimate = self.frozen_renderer().estimate
+        frames = batch["frames"].flatten(0, 1)  # (B*T, 3, H, W) uint8
+
+        def compute(images: Tensor) -> dict[str, Tensor]:
+            return estimate(to_unit(images))
+
+        if not self._memoize(batch, "start"):
+            return compute(frames)
+        t, side = batch["frames"].shape[1], frames.shape[-1]
+        keys = [(clip, int(start) + i, side) for clip, start in zip(batch["clip"], batch["start"]) for i in range(t)]
+        return self._targets(keys, frames, compute)
+
+    def _memoize(self, batch: dict[str, Any], index_field: str) -> bool:
+        """``memoize_targets`` and a batch that names its frames (``clip`` and ``index_field``)."""
+        return bool(self.hparams.get("memoize_targets", True)) and "clip" in batch and index_field in batch
 
     def map_keypoints(
         self,
