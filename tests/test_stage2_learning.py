@@ -28,7 +28,7 @@ the reconstructions: that renderer drew no mouth that follows the speech (a seco
 code: 9 %, 20 %). So the renderer's landmark guide now also pays for the mouth's shape
 (``landmark_guide_shape_weight`` 16, configs/renderer_small.yaml), and its inner-lip keypoints
 follow the opening with r 0.74 / 0.83 (seeds 0 / 1, one thread): L2K 24.53 / 25.25 dB against
-21.10 / 21.90 and 21.51 held still, keypoint error 0.0548 / 0.0550 against 0.1753 / 0.1745, yaw r
+21.10 for the still source and 21.90 / 21.51 held still, keypoint error 0.0548 / 0.0550 against 0.1753 / 0.1745, yaw r
 0.908 / 0.866, the AV offset found on 91 % / 100 % of the generated clips and 64 % / 82 % of the
 reconstructions (2026-12-06, the benchmark scripts with this suite's stage 1 and SyncNet).
 

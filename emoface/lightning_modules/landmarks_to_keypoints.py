@@ -30,7 +30,7 @@ system's checkpoints (they hold the mapper; the renderer file is named in the hy
 The renderer is frozen and the data's frames are not augmented, so its outputs on a frame (the
 targets) are the same in every epoch: with ``memoize_targets`` (the default) each frame and source
 frame is read once per run and its outputs kept in memory (:class:`FrozenOutputs`), which takes
-the estimator, nearly all of a training step's cost, out of every epoch but the first.
+the estimator's forward passes, most of a training step's compute, out of every epoch but the first.
 
 Validation logs the keypoint error (mean Euclidean distance in the renderer's normalised volume)
 of the mapper and of "source keypoints held still", and PSNR/SSIM of frames rendered from the
