@@ -1,7 +1,7 @@
 """The renderer learns (slow): configs/renderer_small.yaml as it ships (5000 steps, the horizontal
 flip, the landmark guide on the mouth with its shape term, the expression prior at 1) trained
-through `emoface fit` by benchmarks/renderer_learning.py on the free-motion 24-actor, 64 px mini-MEAD (heads turn, tilt and
-move; issue 25), scored on the two held-out actors (44 clips) against the issue's criteria, all
+through `emoface fit` by benchmarks/renderer_learning.py on the free-motion 24-actor, 64 px
+mini-MEAD (heads turn, tilt and move; issue 25), scored on the two held-out actors (44 clips) against the issue's criteria, all
 asserted: PSNR 3 dB above "source frame repeated", SSIM above it, driven by each frame's keypoints
 2 dB above the same renderer driven by the source's keypoints held still, the estimator's yaw and
 pitch correlating >= 0.9 with the known pose.
