@@ -130,6 +130,20 @@ def test_memoized_targets_equal_the_estimator_and_read_each_frame_once(mead_cach
     assert len(memoized._targets) == len(memoized._sources) == 0
 
 
+def test_frozen_renderer_follows_the_system_device_and_is_moved_only_when_elsewhere(tmp_path: Path) -> None:
+    system = _public_layout_system(tmp_path)
+    renderer = system.frozen_renderer()
+    moves = []
+    move = renderer.to
+    renderer.to = lambda *args, **kwargs: moves.append(args) or move(*args, **kwargs)  # type: ignore[method-assign]
+    assert system.frozen_renderer() is renderer and system.frozen_renderer() is renderer
+    assert moves == []  # already on the system's device: Module.to's walk over every tensor is skipped
+    system.to("meta")  # another device (the meta device stands in for a GPU on a CPU-only machine)
+    assert next(system.frozen_renderer().parameters()).device.type == "meta" and len(moves) == 1
+    system.frozen_renderer()
+    assert len(moves) == 1
+
+
 def test_missing_renderer_is_a_clear_error(tmp_path: Path) -> None:
     system = LandmarksToKeypoints(KeypointMapper(hidden=16, num_blocks=1), renderer_checkpoint=str(tmp_path / "nope.ckpt"))
     with pytest.raises(MissingWeightsError, match="nope.ckpt"):

@@ -78,6 +78,33 @@ def test_cache_arrays_follow_the_documented_format(mini_mead_128: Path, mead_cac
     assert clip["landmarks"][..., :2].min() > 0 and clip["landmarks"][..., :2].max() < 128
 
 
+def test_clip_files_reopen_without_reparsing_and_see_a_rewritten_file(tmp_path: Path) -> None:
+    """Reopening a clip file reuses its parsed layout; a file rewritten in place (save_npz renames a
+    new file over it) is parsed again, and deflated members are still read."""
+    from emoface.io.arrays import save_npz
+    from emoface.preprocessing import store
+
+    path = tmp_path / "clip.npz"
+    save_npz(path, {"landmarks": np.arange(2 * 68 * 3, dtype=np.float32).reshape(2, 68, 3), "fps": np.int64(25)},
+             compress=False)  # fmt: skip
+    first = ClipFile(path)
+    parsed = store._member_layout.cache_info().misses
+    again = ClipFile(path)
+    assert store._member_layout.cache_info().misses == parsed  # the layout came from the memo
+    np.testing.assert_array_equal(again["landmarks"], first["landmarks"])
+    assert int(again["fps"]) == 25 and isinstance(again["landmarks"].base, mmap.mmap)
+
+    # Same shapes and size, new values: a new file version, so its layout is parsed again.
+    save_npz(path, {"landmarks": -np.ones((2, 68, 3), dtype=np.float32), "fps": np.int64(30)}, compress=False)
+    rewritten = ClipFile(path)
+    assert store._member_layout.cache_info().misses == parsed + 1
+    assert rewritten.num_frames == 2 and float(rewritten["landmarks"].max()) == -1.0 and int(rewritten["fps"]) == 30
+
+    save_npz(path, {"landmarks": np.zeros((3, 68, 3), dtype=np.float32)}, compress=True)  # deflated members
+    deflated = ClipFile(path)
+    assert deflated.num_frames == 3 and deflated["landmarks"].shape == (3, 68, 3)
+
+
 # ----------------------------------------------------------------------------------------------
 # Checks against ground truth (issue item 5)
 # ----------------------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ Why this format (see docs/data_format.md, "Feature cache"):
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import zipfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -63,6 +65,53 @@ def decode_frames(blob: np.ndarray, offsets: np.ndarray, start: int, stop: int) 
     return np.stack(out)
 
 
+@dataclass(frozen=True)
+class _StoredMember:
+    """Where an uncompressed ``.npz`` member's array lies in its file."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int  # of the array's first byte
+
+
+@functools.lru_cache(maxsize=4096)
+def _member_layout(
+    path: str, inode: int, mtime_ns: int, size: int
+) -> tuple[tuple[_StoredMember, ...], tuple[str, ...]]:
+    """The stored members of an ``.npz`` (parsed zip and ``.npy`` headers) and its deflated members' names.
+
+    Memoized per file version (``inode``, ``mtime_ns`` and ``size`` are part of the key, so a
+    rewritten file, which :func:`emoface.io.arrays.save_npz` renames into place, is parsed again):
+    a training epoch reopens each clip many times (the open-file LRU holds a few hundred), and
+    parsing its ~20 headers (``ast.literal_eval`` each) cost about as much as decoding the window's
+    JPEG frames.
+    """
+    stored: list[_StoredMember] = []
+    deflated: list[str] = []
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                deflated.append(info.filename)
+                continue
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+            handle.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            if dtype.hasobject:
+                raise ValueError(f"{path}: member {name} holds Python objects")
+            stored.append(_StoredMember(name, tuple(shape), dtype, bool(fortran), handle.tell()))
+    return tuple(stored), tuple(deflated)
+
+
 def _member_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Memory-map every stored member of an uncompressed ``.npz``; deflated members are loaded.
 
@@ -72,37 +121,26 @@ def _member_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     descriptors ("Too many open files").
     """
     arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+    with open(path, "rb") as handle:
+        status = os.fstat(handle.fileno())  # the version opened, mapped below
+        stored, deflated = _member_layout(os.fspath(path), status.st_ino, status.st_mtime_ns, status.st_size)
         mapped: mmap.mmap | None = None
-        for info in archive.infolist():
-            name = info.filename.removesuffix(".npy")
-            if info.compress_type != zipfile.ZIP_STORED:
-                with archive.open(info) as member:
-                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
-                continue
-            handle.seek(info.header_offset)
-            local = handle.read(30)
-            name_len = int.from_bytes(local[26:28], "little")
-            extra_len = int.from_bytes(local[28:30], "little")
-            data_start = info.header_offset + 30 + name_len + extra_len
-            handle.seek(data_start)
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-            offset = handle.tell()
-            if dtype.hasobject:
-                raise ValueError(f"{path}: member {name} holds Python objects")
-            count = int(np.prod(shape)) if shape else 1
-            if count == 0 or not shape:
-                handle.seek(offset)
-                data = np.frombuffer(handle.read(count * dtype.itemsize), dtype=dtype).reshape(shape)
-                arrays[name] = data
+        for member in stored:
+            count = int(np.prod(member.shape)) if member.shape else 1
+            if count == 0 or not member.shape:
+                handle.seek(member.offset)
+                data = handle.read(count * member.dtype.itemsize)
+                arrays[member.name] = np.frombuffer(data, dtype=member.dtype).reshape(member.shape)
                 continue
             if mapped is None:
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            arrays[name] = np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
+            arrays[member.name] = np.ndarray(member.shape, dtype=member.dtype, buffer=mapped, offset=member.offset,
+                                             order="F" if member.fortran else "C")  # fmt: skip
+    if deflated:
+        with zipfile.ZipFile(path) as archive:
+            for filename in deflated:
+                with archive.open(filename) as data:
+                    arrays[filename.removesuffix(".npy")] = np.lib.format.read_array(data, allow_pickle=False)
     return arrays
 
 
