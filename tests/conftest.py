@@ -95,12 +95,12 @@ PIPELINE_S2L_EPOCHS = 12  # benchmarks/pipeline_learning.py's default (benchmark
 PIPELINE_SYNC_EPOCHS = 3  # the evaluators' recipe
 
 
-def _slow_threads() -> None:
-    """Train with the threads the run allows now (CI's slow lanes: 1 beside another lane, 2 once it is
-    done; see tests/trained_once.py), else ``OMP_NUM_THREADS`` (2 unless set)."""
-    from trained_once import use_lane_threads
+def _training_threads() -> None:
+    """Train with a fixed thread count: 1 under ``.ci/run``, else ``OMP_NUM_THREADS`` (2 unless set;
+    tests/trained_once.py's ``use_training_threads``)."""
+    from trained_once import use_training_threads
 
-    use_lane_threads()
+    use_training_threads()
 
 
 @pytest.fixture(scope="session")
@@ -132,12 +132,8 @@ def trained_renderer(free_motion_cache: Path) -> Path:
     from trained_once import trained_once
 
     bench = load_benchmark("renderer_learning")
-    _slow_threads()
-    # The longest training: it takes the other lane's core as soon as that lane is done.
-    follow = ["--trainer.callbacks+=trained_once.FollowLaneThreads"]
-    return trained_once(
-        f"renderer-s{SLOW_SEED}", lambda root: bench.train(free_motion_cache, root / "run", SLOW_SEED, fit_args=follow)
-    )
+    _training_threads()
+    return trained_once(f"renderer-s{SLOW_SEED}", lambda root: bench.train(free_motion_cache, root / "run", SLOW_SEED))
 
 
 @pytest.fixture(scope="session")
@@ -148,7 +144,7 @@ def trained_l2k(trained_renderer: Path, free_motion_cache: Path) -> Path:
     from trained_once import trained_once
 
     bench = load_benchmark("pipeline_learning")
-    _slow_threads()
+    _training_threads()
     return trained_once(f"l2k-s{SLOW_SEED}", lambda root: bench.train_l2k(
         trained_renderer, free_motion_cache, root / "l2k", SLOW_SEED, "cpu", PIPELINE_L2K_STEPS))  # fmt: skip
 
@@ -160,7 +156,7 @@ def pipeline_s2l(pipeline_cache: Path) -> Path:
     from trained_once import trained_once
 
     bench = load_benchmark("pipeline_learning")
-    _slow_threads()
+    _training_threads()
     return trained_once(f"pipeline-s2l-s{SLOW_SEED}", lambda root: bench.train_s2l(
         pipeline_cache, root / "s2l", SLOW_SEED, "cpu", PIPELINE_S2L_EPOCHS))  # fmt: skip
 
@@ -173,7 +169,7 @@ def pipeline_syncnet(pipeline_cache: Path) -> Path:
     from trained_once import trained_once
 
     bench = load_benchmark("pipeline_learning")
-    _slow_threads()
+    _training_threads()
     return trained_once(f"pipeline-syncnet-s{SLOW_SEED}", lambda root: bench.train_syncnet(
         pipeline_cache, root, SLOW_SEED, bench.crop_size(pipeline_cache), PIPELINE_SYNC_EPOCHS, "cpu"))  # fmt: skip
 
@@ -224,14 +220,19 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1.3 s of mini-MEAD's synthetic speech as 44.1 kHz AAC (generate resamples to 16 kHz as
-    preprocessing does)."""
+def synthetic_speech(folder: Path, seconds: float) -> Path:
+    """``seconds`` of mini-MEAD's synthetic speech (actor M003, happy, level 3) as 44.1 kHz AAC in
+    ``folder`` (generate resamples to 16 kHz as preprocessing does)."""
     import numpy as np
 
     from emoface.datamodules.mini_mead import make_identity, synthesize_speech
     from emoface.io.media import write_audio
 
-    wave = synthesize_speech(np.random.default_rng(0), 1.3, make_identity("M003", 0), "happy", 3, 44100)[0]
-    return write_audio(tmp_path_factory.mktemp("speech") / "speech.m4a", wave, sample_rate=44100)
+    wave = synthesize_speech(np.random.default_rng(0), seconds, make_identity("M003", 0), "happy", 3, 44100)[0]
+    return write_audio(folder / "speech.m4a", wave, sample_rate=44100)
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1.3 s of :func:`synthetic_speech`."""
+    return synthetic_speech(tmp_path_factory.mktemp("speech"), 1.3)

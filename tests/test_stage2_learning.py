@@ -44,6 +44,7 @@ from typing import Any
 import pytest
 import torch
 from benchmark_support import load_benchmark, print_checks
+from trained_once import use_lane_threads
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,7 @@ def l2k_result(
     pipeline_bench: Any, trained_l2k: Path, trained_renderer: Path, free_motion_cache: Path
 ) -> dict[str, Any]:
     """Stage 2's table: held-out clips rendered from their real relocated landmarks."""
+    use_lane_threads()  # scoring, not training: the other lane's core once it is free
     system = pipeline_bench.load_l2k(trained_l2k, trained_renderer)
     result = pipeline_bench.evaluate_l2k(system, free_motion_cache, torch.device("cpu"), None)
     print(pipeline_bench.l2k_table(result))
@@ -69,6 +71,7 @@ def pipeline_result(pipeline_bench: Any, trained_l2k: Path, trained_renderer: Pa
     """The pipeline's table: the held-out clips generated from their audio through both predict
     paths (stage 1 on the default data, stage 2 from each free-motion clip's first frame)."""
     bench = pipeline_bench
+    use_lane_threads()
     bench.check_same_held_out(pipeline_cache, free_motion_cache)
     out = tmp_path_factory.mktemp("pipeline-from-audio")
     stage1 = bench.predict_stage1(pipeline_s2l, pipeline_cache, out / "stage1", "cpu", None)

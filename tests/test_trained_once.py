@@ -59,11 +59,13 @@ def test_a_failed_build_leaves_nothing_and_the_next_call_builds(tmp_path: Path,
     assert (tmp_path / "builds.txt").read_text() == "built\n"
 
 
-def test_lane_threads_follow_the_file_ci_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """.ci/run writes 1 while both lanes run and 2 once one is done; the trainings take it up
-    (FollowLaneThreads every n steps); no file, or one being rewritten, keeps the run's setting."""
+def test_scoring_follows_the_threads_file_and_training_keeps_one_thread(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """.ci/run writes 1 while both lanes run and 2 once one is done: scoring takes it up (no file, or
+    one being rewritten, keeps the run's setting); trainings keep one thread under .ci/run whatever
+    the file says, and ``OMP_NUM_THREADS`` elsewhere."""
     import torch
-    from trained_once import THREADS_FILE, FollowLaneThreads, lane_threads
+    from trained_once import THREADS_FILE, lane_threads, use_training_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv(THREADS_FILE, raising=False)
@@ -77,14 +79,13 @@ def test_lane_threads_follow_the_file_ci_writes(tmp_path: Path, monkeypatch: pyt
     assert lane_threads() == 2
 
     before = torch.get_num_threads()
-    trainer = type("Trainer", (), {"global_step": 1})()
-    follow = FollowLaneThreads(every_n_steps=50)
     try:
-        torch.set_num_threads(1)
-        follow.on_train_batch_start(trainer, None, None, 0)  # type: ignore[arg-type]
-        assert torch.get_num_threads() == 1  # not a step it looks at
-        trainer.global_step = 50
-        follow.on_train_batch_start(trainer, None, None, 0)  # type: ignore[arg-type]
-        assert torch.get_num_threads() == 2
+        torch.set_num_threads(2)
+        use_training_threads()
+        assert torch.get_num_threads() == 1  # under .ci/run, although the file says 2
+        monkeypatch.delenv(THREADS_FILE)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        use_training_threads()
+        assert torch.get_num_threads() == 2  # elsewhere: the run's own setting
     finally:
         torch.set_num_threads(before)

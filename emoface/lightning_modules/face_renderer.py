@@ -69,6 +69,7 @@ from emoface.geometry.landmarks import (
 from emoface.geometry.rotations import mirror_euler
 from emoface.geometry.warps import RandomTPS
 from emoface.lightning_modules._figures import log_image_grid
+from emoface.lightning_modules._frozen import on_device
 from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
 from emoface.metrics import LPIPS, PSNR, SSIM
 from emoface.networks.face_vid2vid import (
@@ -365,7 +366,7 @@ class FaceRenderer(LightningModule):
             return None
         if "vgg" not in self._frozen:
             self._frozen["vgg"] = VGG19Features(self.hparams.perceptual_backbone)
-        return self._frozen["vgg"].to(device or self.device)
+        return on_device(self._frozen["vgg"], device or self.device)
 
     def setup(self, stage: str) -> None:
         if stage == "fit":

@@ -57,6 +57,7 @@ from emoface.geometry.keypoints import bins_to_degrees
 from emoface.geometry.relocation import relocate
 from emoface.io.weights import MissingWeightsError
 from emoface.lightning_modules._figures import log_image_grid
+from emoface.lightning_modules._frozen import on_device
 from emoface.lightning_modules._hparams import save_hyperparameters_except_objects
 from emoface.lightning_modules.face_renderer import to_unit
 from emoface.metrics import PSNR, SSIM
@@ -251,12 +252,7 @@ class LandmarksToKeypoints(LightningModule):
     def frozen_renderer(self) -> Renderer:
         """The frozen renderer (either family) on this system's device."""
         self.load_renderer()
-        renderer = self._renderer["renderer"]
-        # Moved only when it is elsewhere: ``Module.to`` walks every submodule and tensor even when
-        # nothing moves, about 10 ms on a CPU for face-vid2vid, several times per step.
-        if next(renderer.parameters()).device != self.device:
-            renderer.to(self.device)
-        return renderer
+        return on_device(self._renderer["renderer"], self.device)  # several calls a step
 
     def renderer(self) -> tuple[nn.Module, ...]:
         """The frozen renderer's networks on this system's device: face-vid2vid ``(kp_detector,
