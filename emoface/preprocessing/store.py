@@ -76,6 +76,8 @@ class _StoredMember:
     offset: int  # of the array's first byte
 
 
+# A layout is ~1.3 KB (a mini-MEAD clip's 22 members, pickled): 4096 of them are a few MB per process.
+# With more clips than that (full MEAD has ~30k), the least recent are parsed again on reopening.
 @functools.lru_cache(maxsize=4096)
 def _member_layout(
     path: str, inode: int, mtime_ns: int, size: int
