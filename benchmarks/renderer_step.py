@@ -14,12 +14,23 @@ two CPU cores.
 With ``--profile``, the last ``--profile-steps`` full steps run under ``torch.profiler`` and the
 operators with the most CPU time (self time, summed over calls) are printed.
 
+This machine's speed varies from day to day (2x between sessions, other CPU models), so compare step
+times measured on one machine in one sitting. Issue 25 quotes "about 0.35 s per step on 2 quiet
+cores" for the renderer of its probe (commit 30382d2: the public 7x7x7 mask conv, default-layout
+convolutions, no pose warm-up). To time that renderer beside today's on the same machine, run the
+old code and config with ``--warmup-steps -1`` (the old system has no warm-up option)::
+
+    git worktree add /tmp/probe 30382d2
+    PYTHONPATH=/tmp/probe python benchmarks/renderer_step.py --cache-dir CACHE \
+        --config /tmp/probe/configs/renderer_small.yaml --warmup-steps -1
+
 Measured: see benchmarks/renderer_learning.py (its docstring quotes this script's figures).
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import time
@@ -39,7 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default=str(CONFIG))
     parser.add_argument("--out", default="runs/renderer_step", help="working directory (logs)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup-steps", type=int, default=20, help="pose warm-up steps (estimator only)")
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=20,
+        help="pose warm-up steps (estimator only); -1: the config as it is, for an older system without the "
+        "option such as the probe's above (every step is then timed as a full one)",
+    )
     parser.add_argument("--steps", type=int, default=60, help="full steps after the warm-up")
     parser.add_argument("--skip", type=int, default=5, help="first steps of each kind left out of the median")
     parser.add_argument("--profile", action="store_true", help="profile the last --profile-steps full steps")
@@ -74,6 +91,16 @@ class StepTimer(Callback):
             self.profiler.__exit__(None, None, None)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), or ``platform.processor()`` elsewhere."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -82,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     import emoface.datamodules.mead  # noqa: F401  (registers the class_path shorthands)
     import emoface.lightning_modules  # noqa: F401
 
-    total = args.warmup_steps + args.steps
+    warmup_steps = max(args.warmup_steps, 0)
+    total = warmup_steps + args.steps
+    warmup_override = [] if args.warmup_steps < 0 else ["--model.init_args.pose_warmup_steps", str(warmup_steps)]
     cli = LightningCLI(
         args=[
             "--config", args.config,
             "--data.init_args.cache_dir", args.cache_dir,
-            "--model.init_args.pose_warmup_steps", str(args.warmup_steps),
+            *warmup_override,
             "--trainer.max_steps", str(total),
             "--trainer.val_check_interval", str(total + 1),  # no validation inside the timed steps
             "--trainer.limit_val_batches", "0",
@@ -103,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, cli.datamodule)
 
-    warmup = [t for step, t in timer.times if step < args.warmup_steps][args.skip :]
-    full = [t for step, t in timer.times if step >= args.warmup_steps][args.skip :]
+    warmup = [t for step, t in timer.times if step < warmup_steps][args.skip :]
+    full = [t for step, t in timer.times if step >= warmup_steps][args.skip :]
     batch = cli.datamodule.hparams.get("batch_size", "?")
-    print(f"config {args.config}, batch {batch}, {args.threads} threads, torch {torch.__version__}")
+    print(f"config {args.config}, batch {batch}, {args.threads} threads, torch {torch.__version__}, CPU {cpu_model()}")
     for name, times in (("pose warm-up step (estimator only)", warmup), ("full step (all networks, all losses)", full)):
         if times:
             print(f"{name}: median {statistics.median(times):.3f} s over {len(times)} steps "
