@@ -180,15 +180,13 @@ forward and backward 0.19 s, 0.09 s channels-last). The face-vid2vid networks no
 convolution its input channels-last on a CPU (``convolve_channels_last_on_cpu``; same results to
 float rounding) and the renderer's Adam is fused: the full step went from 0.798 to 0.639 s with one
 thread and from 0.546 to 0.464 s with two, the pose-only step 0.227 -> 0.195 s (one thread).
-Against the issue's probe, on one machine in one sitting (2026-12-06, a 2-core AMD EPYC, quiet,
-``benchmarks/renderer_step.py``, two threads; the probe's code and config at commit 30382d2 with
-``--warmup-steps -1``, see that script): the probe's renderer, which the issue timed at "about 0.35 s
-per step on 2 quiet cores", took 0.690-0.692 s a step here; the shipped config's full step
-0.426-0.433 s (0.62-0.63x) and its pose warm-up step 0.156-0.166 s (two sittings). The issue's machine was about twice as fast as this one that day,
-so its 0.35 s is a ratio to keep, not a figure this machine can show: the step now costs 0.62 of the
-probe's. The same day the script's defaults (seed 0, two threads) trained in 1794 s (29.9 min) and
-met every criterion (driven 24.83 / held still 21.62 / source repeated 21.10 dB, SSIM 0.775, yaw /
-pitch r 0.993 / 0.923; margins +0.74 and +1.21 dB).
+Against the issue's probe, on one machine the same day (2026-12-06, a 2-core AMD EPYC, quiet,
+``benchmarks/renderer_step.py``, two threads, twice; the probe's code and config at commit 30382d2
+with ``--warmup-steps -1``, see that script): the probe's renderer, which the issue timed at "about
+0.35 s per step on 2 quiet cores", took 0.690-0.692 s a step here, the shipped config's full step
+0.426-0.433 s (0.62-0.63x) and its pose warm-up step 0.156-0.166 s. By that ratio the issue's
+machine was about twice as fast as this one that day: its 0.35 s is a ratio to keep rather than a
+figure this machine can show. The same day the script's defaults trained in 1794 s (Status, above).
 
 The image skip (``OcclusionAwareGenerator(image_skip=True)``) and the warp loss
 (``FaceRenderer(warp_weight=10)``), both in ``configs/renderer_small.yaml``: the source image itself,
