@@ -15,7 +15,7 @@ With ``--profile``, the last ``--profile-steps`` full steps run under ``torch.pr
 operators with the most CPU time (self time, summed over calls) are printed.
 
 This machine's speed varies from day to day (2x between sessions, other CPU models), so compare step
-times measured on one machine in one sitting. Issue 25 quotes "about 0.35 s per step on 2 quiet
+times measured on one machine the same day. Issue 25 quotes "about 0.35 s per step on 2 quiet
 cores" for the renderer of its probe (commit 30382d2: the public 7x7x7 mask conv, default-layout
 convolutions, no pose warm-up). To time that renderer beside today's on the same machine, run the
 old code and config with ``--warmup-steps -1`` (the old system has no warm-up option)::
